@@ -1,0 +1,65 @@
+//! Single-thread timing of the tile loops (for optimising; the real benchmarks are in benches/).
+use _core::{gram, kernel_grad, Arch, Kind, Points};
+use std::time::Instant;
+
+/// Process CPU seconds (user + system) from /proc/self/stat: the machine may be shared, so CPU time
+/// says more than wall time about the loops themselves.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn main() {
+    let n = 2000;
+    let d = 2;
+    let mut s: u64 = 1;
+    let xs: Vec<f64> = (0..n * d)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
+        })
+        .collect();
+    let w: Vec<f64> = xs[..n].to_vec();
+    _core::pool::set_num_threads(1);
+    let arch = Arch::relu(3, 1.0, 1.0);
+    let x = Points::new(&xs, n, d).unwrap();
+    let reps = 5;
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut k = Vec::new();
+    for _ in 0..reps {
+        k = gram(&arch, Kind::Ntk, x, Some(x)).unwrap();
+    }
+    let (dt, dc) = (
+        t.elapsed().as_secs_f64() / reps as f64,
+        (cpu_seconds() - c) / reps as f64,
+    );
+    println!(
+        "gram full, 1 thread: wall {:.1} ms, cpu {:.1} ms -> {:.1} Mpairs/s per cpu-s ({})",
+        dt * 1e3,
+        dc * 1e3,
+        (n * n) as f64 / dc / 1e6,
+        k[7]
+    );
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut g = Vec::new();
+    for _ in 0..reps {
+        g = kernel_grad(&arch, Kind::Ntk, x, x, &w).unwrap();
+    }
+    let (dt, dc) = (
+        t.elapsed().as_secs_f64() / reps as f64,
+        (cpu_seconds() - c) / reps as f64,
+    );
+    println!(
+        "grad, 1 thread: wall {:.1} ms, cpu {:.1} ms -> {:.1} Mpairs/s per cpu-s ({})",
+        dt * 1e3,
+        dc * 1e3,
+        (n * n) as f64 / dc / 1e6,
+        g[7]
+    );
+}

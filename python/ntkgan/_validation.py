@@ -1,0 +1,60 @@
+"""Input validation shared by the public API (modelled on scikit-learn's ``check_pairwise_arrays``).
+
+Public functions validate here, then call a private worker that trusts its input.  Every error is a
+``ValueError`` that names the argument and the value seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_array", "check_pair", "check_vector", "check_kind", "KINDS"]
+
+KINDS = ("ntk", "nngp")
+
+
+def check_kind(kind) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return kind
+
+
+def check_array(a, name: str, *, ndim: int = 2) -> np.ndarray:
+    """Return ``a`` as a C-contiguous float64 array of the given ndim with only finite values."""
+    if a is None:
+        raise ValueError(f"{name} must be an array, got None")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types here
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        shape = "(n, d)" if ndim == 2 else "(n,)"
+        raise ValueError(f"{name} must be {ndim}-D of shape {shape}, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        what = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
+        where = f"row {bad[0]}" if ndim == 2 else f"index {bad[0]}"
+        raise ValueError(f"{name} contains {what} at {where}")
+    return arr
+
+
+def check_pair(x, y):
+    """Validate ``x`` (n, d) and ``y`` (m, d); ``y=None`` returns ``(x, None)`` (symmetric case)."""
+    x = check_array(x, "x")
+    if y is None:
+        return x, None
+    y = check_array(y, "y")
+    if y.shape[1] != x.shape[1]:
+        raise ValueError(f"y has {y.shape[1]} features but x has {x.shape[1]}")
+    return x, y
+
+
+def check_vector(v, name: str, length: int, what: str) -> np.ndarray:
+    """Validate a finite 1-D float vector of the given length (``what`` says what it must match)."""
+    v = check_array(v, name, ndim=1)
+    if v.shape[0] != length:
+        raise ValueError(f"{name} has length {v.shape[0]} but {what} has {length} rows")
+    return v

@@ -1,0 +1,33 @@
+//! Errors of the pure-Rust core (no PyO3 here); `bindings.rs` maps each variant to a Python exception.
+
+use std::fmt;
+
+/// What can go wrong in the core: a bad architecture description or inconsistent array shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NtkError {
+    /// The architecture description is invalid (unknown activation, bad parameter, ...).
+    Arch(String),
+    /// Array shapes do not fit together.
+    Shape(String),
+}
+
+impl fmt::Display for NtkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NtkError::Arch(msg) => write!(f, "invalid architecture: {msg}"),
+            NtkError::Shape(msg) => write!(f, "shape mismatch: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for NtkError {}
+
+/// Return early with `NtkError::$kind(format!(...))` unless the condition holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $kind:ident, $($arg:tt)*) => {
+        if !$cond {
+            return Err($crate::error::NtkError::$kind(format!($($arg)*)));
+        }
+    };
+}

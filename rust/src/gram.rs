@@ -1,0 +1,983 @@
+//! Blocked, rayon-parallel drivers: the kernel matrix `K[i, j] = k(x_i, y_j)`, the kernel-gradient
+//! contraction `G[i, :] = sum_j w_j d/dx k(x_i, y_j)` and the product `K v`.
+//!
+//! Layout of the work.  Per-point quantities (`|x|^2 / d`, the diagonal covariances at every layer and
+//! their derivatives) are computed once.  A task owns a tile of rows; for each row it walks the columns in
+//! blocks of [`B`] pairs, and runs the recursion one layer at a time over the block with structure-of-arrays
+//! state, so the compiler vectorises across pairs (the arctangent is a branch-free polynomial).  The inner
+//! products `<x_i, y_j>` come from a GEMM for large `d`.  Neither the `N x M` matrix (gradient, matvec)
+//! nor an `N x M x d` tensor is ever stored.
+//!
+//! Gradients.  `k` depends on `x` through `p = |x|^2/d` and `r = <x, y>/d` only, so
+//! `d/dx k = dk/dp 2x/d + dk/dr y/d`; both partials come from forward mode (`Dual<2>`), and
+//! `G[i] = (2/d) (sum_j w_j dk/dp) x_i + (1/d) sum_j (w_j dk/dr) y_j`, the second sum a GEMM.
+//!
+//! Near-coincident pairs.  Where the fast recursion reports `sin^2 theta < TAU` at some ReLU-family
+//! layer, the pair is recomputed by [`pair_stable`] from cancellation-free invariants
+//! (`|x - y|^2`, `|x ^ y|^2`), with its gradient assembled from their exact derivatives.
+//!
+//! Determinism.  Every output entry is computed by one task, and every sum runs in a fixed order that
+//! does not depend on the tiling of rows or on the number of threads.
+
+use rayon::prelude::*;
+
+use crate::arch::{Activation, Arch, Kind};
+use crate::ensure;
+use crate::error::NtkError;
+use crate::num::{Dual, Num};
+use crate::pool;
+use crate::recursion::{
+    abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_pair, input_layer, pair_stable,
+    rbf_pair, Invariants,
+};
+
+/// Pairs whose `sin^2 theta` falls below this at some ReLU-family layer are recomputed by the stable
+/// recursion (the fast one has relative error about `1e-16 / sin^2 theta` in `s`).
+pub const TAU: f64 = 1e-4;
+/// Columns per vectorised block.
+const B: usize = 64;
+/// Columns per GEMM tile.
+const TJ: usize = 256;
+/// Rows per task (gradient, matvec, rectangular Gram).
+const TI: usize = 32;
+/// Square tile of the symmetric Gram matrix.
+const TS: usize = 64;
+/// Up to this input dimension, inner products are computed directly (no GEMM).
+const SMALL_D: usize = 16;
+
+/// A row-major `(n, d)` array of points.
+#[derive(Clone, Copy, Debug)]
+pub struct Points<'a> {
+    pub data: &'a [f64],
+    pub n: usize,
+    pub d: usize,
+}
+
+impl<'a> Points<'a> {
+    /// Check that `data` holds `n * d` values.
+    pub fn new(data: &'a [f64], n: usize, d: usize) -> Result<Self, NtkError> {
+        ensure!(
+            data.len() == n * d,
+            Shape,
+            "array of {} values cannot be ({n}, {d})",
+            data.len()
+        );
+        Ok(Points { data, n, d })
+    }
+    #[inline(always)]
+    fn row(&self, i: usize) -> &'a [f64] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+}
+
+/// Per-point quantities: `diag[l * n + i]` is `Sxx` at the input of activation `l`, `ddiag` its
+/// derivative with respect to `p = |x|^2 / d`.
+struct Side<'a> {
+    pts: Points<'a>,
+    diag: Vec<f64>,
+    ddiag: Vec<f64>,
+    /// `y` transposed, `(d, n)`, for the direct inner products at small `d`.
+    transposed: Vec<f64>,
+}
+
+impl<'a> Side<'a> {
+    fn new(arch: &Arch, pts: Points<'a>, transpose: bool) -> Self {
+        let (n, d, depth) = (pts.n, pts.d, arch.depth);
+        let mut diag = vec![0.0; depth * n];
+        let mut ddiag = vec![0.0; depth * n];
+        let mut chain = vec![Dual::<1>::cst(0.0); depth];
+        for i in 0..n {
+            let p = sq_norm(pts.row(i)) / d as f64;
+            diag_chain(arch, Dual::var(p, 0), &mut chain);
+            for (l, c) in chain.iter().enumerate() {
+                diag[l * n + i] = c.v;
+                ddiag[l * n + i] = c.d[0];
+            }
+        }
+        let transposed = if transpose && d <= SMALL_D {
+            let mut t = vec![0.0; d * n];
+            for i in 0..n {
+                for k in 0..d {
+                    t[k * n + i] = pts.data[i * d + k];
+                }
+            }
+            t
+        } else {
+            Vec::new()
+        };
+        Side {
+            pts,
+            diag,
+            ddiag,
+            transposed,
+        }
+    }
+}
+
+/// `sum_k x_k^2` in index order (the same order as the direct inner products, so that `r_ii == p_i`).
+#[inline(always)]
+fn sq_norm(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &v in x {
+        s += v * v;
+    }
+    s
+}
+
+#[inline(always)]
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (a, b) in x.iter().zip(y) {
+        s += a * b;
+    }
+    s
+}
+
+/// Everything a task needs.
+struct Ctx<'a> {
+    arch: Arch,
+    kind: Kind,
+    xs: Side<'a>,
+    ys: Side<'a>,
+    d: usize,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(arch: &Arch, kind: Kind, x: Points<'a>, y: Points<'a>) -> Result<Self, NtkError> {
+        ensure!(
+            x.d == y.d,
+            Shape,
+            "y has {} features but x has {}",
+            y.d,
+            x.d
+        );
+        ensure!(x.d >= 1, Shape, "inputs need at least one feature");
+        let xs = Side::new(arch, x, false);
+        let ys = Side::new(arch, y, true);
+        Ok(Ctx {
+            arch: *arch,
+            kind,
+            xs,
+            ys,
+            d: x.d,
+        })
+    }
+}
+
+/// Raw output pointer shared by tasks that write disjoint entries.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f64);
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+/// `R[a, b] = <x_{i0+a}, y_{c0+b}>` for a tile, by GEMM (large `d`).
+fn gemm_inner(ctx: &Ctx, i0: usize, ni: usize, c0: usize, cl: usize, r: &mut [f64]) {
+    let d = ctx.d;
+    let x = &ctx.xs.pts.data[i0 * d..];
+    let y = &ctx.ys.pts.data[c0 * d..];
+    debug_assert!(r.len() >= ni * cl);
+    // SAFETY: the slices hold ni*d, cl*d and ni*cl values with the strides given.
+    unsafe {
+        matrixmultiply::dgemm(
+            ni,
+            d,
+            cl,
+            1.0,
+            x.as_ptr(),
+            d as isize,
+            1,
+            y.as_ptr(),
+            1,
+            d as isize,
+            0.0,
+            r.as_mut_ptr(),
+            cl as isize,
+            1,
+        );
+    }
+}
+
+/// `r[j] = <x_i, y_{j0 + j}> / d`, directly (small `d`) or from a GEMM tile row.
+#[inline(always)]
+fn inner_block(
+    ctx: &Ctx,
+    i: usize,
+    j0: usize,
+    len: usize,
+    gemm_row: Option<&[f64]>,
+    r: &mut [f64],
+) {
+    let d = ctx.d;
+    let dd = d as f64;
+    let r = &mut r[..len];
+    match gemm_row {
+        Some(row) => {
+            let row = &row[..len];
+            for j in 0..len {
+                r[j] = row[j] / dd;
+            }
+        }
+        None => {
+            let m = ctx.ys.pts.n;
+            let xi = ctx.xs.pts.row(i);
+            r.fill(0.0);
+            for (k, &xk) in xi.iter().enumerate() {
+                let col = &ctx.ys.transposed[k * m + j0..k * m + j0 + len];
+                for j in 0..len {
+                    r[j] += xk * col[j];
+                }
+            }
+            for v in r.iter_mut() {
+                *v /= dd;
+            }
+        }
+    }
+}
+
+/// The recursion over a block of `len <= B` pairs `(x_i, y_{j0..j0+len})`, one layer at a time.
+/// `sx[l]` is row i's diagonal chain; writes `out[j]` (the kernel) and `sin2[j]` (min `sin^2 theta`).
+#[inline(always)]
+fn eval_block<T: Num>(ctx: &Ctx, sx: &[T], j0: usize, r: &[T], out: &mut [T], sin2: &mut [f64]) {
+    let arch = &ctx.arch;
+    let len = r.len();
+    let m = ctx.ys.pts.n;
+    let dd = ctx.d as f64;
+    let mut sxy_buf = [T::cst(0.0); B];
+    let mut th_buf = [T::cst(0.0); B];
+    let sxy = &mut sxy_buf[..len];
+    let th = &mut th_buf[..len];
+    let sin2 = &mut sin2[..len];
+    for j in 0..len {
+        let (a, b) = input_layer(arch, r[j], dd);
+        sxy[j] = a;
+        th[j] = b;
+        sin2[j] = 1.0;
+    }
+    for l in 0..arch.depth {
+        let sxl = sx[l];
+        let ys = &ctx.ys.diag[l * m + j0..l * m + j0 + len];
+        match arch.act {
+            Activation::AbRelu { a, b } => {
+                let (cc, f) = abrelu_consts(a, b);
+                for j in 0..len {
+                    let (o, t, s2) = abrelu_pair(cc, f, sxl, ys[j], sxy[j], th[j]);
+                    sin2[j] = if s2 < sin2[j] { s2 } else { sin2[j] };
+                    let (u, v) = dense_after(arch, l, o, t);
+                    sxy[j] = u;
+                    th[j] = v;
+                }
+            }
+            Activation::Erf { a, b, c } => {
+                for j in 0..len {
+                    let (o, t) = erf_pair(a, b, c, sxl, ys[j], sxy[j], th[j]);
+                    let (u, v) = dense_after(arch, l, o, t);
+                    sxy[j] = u;
+                    th[j] = v;
+                }
+            }
+            Activation::Rbf { gamma } => {
+                for j in 0..len {
+                    let (o, t) = rbf_pair(gamma, sxl, ys[j], sxy[j], th[j]);
+                    let (u, v) = dense_after(arch, l, o, t);
+                    sxy[j] = u;
+                    th[j] = v;
+                }
+            }
+        }
+    }
+    let src = if ctx.kind == Kind::Ntk { &*th } else { &*sxy };
+    out[..len].copy_from_slice(src);
+}
+
+/// Cancellation-free invariants of `(x, y)` and the vectors their gradients need: `u = x - y` and `v`,
+/// the component of `u` orthogonal to `y` (one re-orthogonalisation).  Returns `(p, q, r, e, g, |y|^2)`.
+fn pair_invariants(x: &[f64], y: &[f64], u: &mut [f64], v: &mut [f64]) -> ([f64; 5], f64) {
+    let d = x.len() as f64;
+    for k in 0..x.len() {
+        u[k] = x[k] - y[k];
+    }
+    let xx = sq_norm(x);
+    let yy = sq_norm(y);
+    let xy = dot(x, y);
+    let uu = sq_norm(u);
+    let g = if yy > 0.0 {
+        let c = dot(u, y) / yy;
+        for k in 0..x.len() {
+            v[k] = u[k] - c * y[k];
+        }
+        let c2 = dot(v, y) / yy;
+        for k in 0..x.len() {
+            v[k] -= c2 * y[k];
+        }
+        sq_norm(v) * yy
+    } else {
+        v.fill(0.0);
+        0.0
+    };
+    ([xx / d, yy / d, xy / d, uu / d, g / (d * d)], yy)
+}
+
+/// Kernel value of one pair by the stable recursion.
+fn stable_value(arch: &Arch, kind: Kind, x: &[f64], y: &[f64], scratch: &mut [f64]) -> f64 {
+    let (u, v) = scratch.split_at_mut(x.len());
+    let ([p, q, r, e, g], _) = pair_invariants(x, y, u, v);
+    pair_stable(arch, kind, Invariants { p, q, r, e, g }, x.len() as f64)
+}
+
+/// `grad += w * d/dx k(x, y)` by the stable recursion, with exact invariant derivatives:
+/// `dp = 2x/d`, `dr = y/d`, `de = 2u/d`, `dg = 2 |y|^2 v / d^2`.
+fn stable_grad_add(
+    arch: &Arch,
+    kind: Kind,
+    x: &[f64],
+    y: &[f64],
+    w: f64,
+    grad: &mut [f64],
+    scratch: &mut [f64],
+) {
+    let dn = x.len();
+    let d = dn as f64;
+    let (u, v) = scratch.split_at_mut(dn);
+    let ([p, q, r, e, g], yy) = pair_invariants(x, y, u, &mut v[..dn]);
+    let inv = Invariants {
+        p: Dual::<4>::var(p, 0),
+        q,
+        r: Dual::var(r, 1),
+        e: Dual::var(e, 2),
+        g: Dual::var(g, 3),
+    };
+    let k = pair_stable(arch, kind, inv, d);
+    let (cp, cr, ce, cg) = (
+        w * k.d[0] * 2.0 / d,
+        w * k.d[1] / d,
+        w * k.d[2] * 2.0 / d,
+        w * k.d[3] * 2.0 * yy / (d * d),
+    );
+    for c in 0..dn {
+        grad[c] += cp * x[c] + cr * y[c] + ce * u[c] + cg * v[c];
+    }
+}
+
+/// Whether the AVX2 clones of the tile functions can run (same numbers either way: no FMA contraction).
+#[inline(always)]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Gram matrix
+
+#[inline(always)]
+fn gram_tile_impl(
+    ctx: &Ctx,
+    i0: usize,
+    i1: usize,
+    j0: usize,
+    j1: usize,
+    out: SyncPtr,
+    mirror: bool,
+) {
+    let m = ctx.ys.pts.n;
+    let depth = ctx.arch.depth;
+    let large = ctx.d > SMALL_D;
+    let mut rbuf = if large {
+        vec![0.0; (i1 - i0) * TJ]
+    } else {
+        Vec::new()
+    };
+    let mut scratch = vec![0.0; 2 * ctx.d];
+    let mut sx = vec![0.0; depth];
+    let mut r = [0.0; B];
+    let mut vals = [0.0; B];
+    let mut sin2 = [0.0; B];
+    let mut c0 = j0;
+    while c0 < j1 {
+        let cl = TJ.min(j1 - c0);
+        if large {
+            gemm_inner(ctx, i0, i1 - i0, c0, cl, &mut rbuf);
+        }
+        for i in i0..i1 {
+            for (l, s) in sx.iter_mut().enumerate() {
+                *s = ctx.xs.diag[l * ctx.xs.pts.n + i];
+            }
+            let mut b0 = c0;
+            while b0 < c0 + cl {
+                let len = B.min(c0 + cl - b0);
+                let grow = if large {
+                    Some(&rbuf[(i - i0) * cl + (b0 - c0)..])
+                } else {
+                    None
+                };
+                inner_block(ctx, i, b0, len, grow, &mut r);
+                eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
+                for j in 0..len {
+                    if sin2[j] < TAU {
+                        vals[j] = stable_value(
+                            &ctx.arch,
+                            ctx.kind,
+                            ctx.xs.pts.row(i),
+                            ctx.ys.pts.row(b0 + j),
+                            &mut scratch,
+                        );
+                    }
+                }
+                // SAFETY: tiles write disjoint entries (see `gram`).
+                unsafe {
+                    for j in 0..len {
+                        *out.0.add(i * m + b0 + j) = vals[j];
+                        if mirror {
+                            *out.0.add((b0 + j) * m + i) = vals[j];
+                        }
+                    }
+                }
+                b0 += len;
+            }
+        }
+        c0 += cl;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gram_tile_avx2(
+    ctx: &Ctx,
+    i0: usize,
+    i1: usize,
+    j0: usize,
+    j1: usize,
+    out: SyncPtr,
+    mirror: bool,
+) {
+    gram_tile_impl(ctx, i0, i1, j0, j1, out, mirror)
+}
+
+fn gram_tile(ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { gram_tile_avx2(ctx, i0, i1, j0, j1, out, mirror) };
+    }
+    gram_tile_impl(ctx, i0, i1, j0, j1, out, mirror)
+}
+
+/// The kernel matrix `K[i, j] = k(x_i, y_j)`, row-major `(n, m)`; `y = None` computes the symmetric
+/// `K(x, x)` from its upper triangle of tiles and mirrors it (exactly symmetric).
+pub fn gram(arch: &Arch, kind: Kind, x: Points, y: Option<Points>) -> Result<Vec<f64>, NtkError> {
+    let sym = y.is_none();
+    let y = y.unwrap_or(x);
+    let ctx = Ctx::new(arch, kind, x, y)?;
+    let (n, m) = (x.n, y.n);
+    let mut out = vec![0.0; n * m];
+    if n == 0 || m == 0 {
+        return Ok(out);
+    }
+    let ptr = SyncPtr(out.as_mut_ptr());
+    pool::install(|| {
+        if sym {
+            let nt = n.div_ceil(TS);
+            let tiles: Vec<(usize, usize)> =
+                (0..nt).flat_map(|a| (a..nt).map(move |b| (a, b))).collect();
+            tiles.par_iter().for_each(|&(a, b)| {
+                let (i0, i1) = (a * TS, ((a + 1) * TS).min(n));
+                let (j0, j1) = (b * TS, ((b + 1) * TS).min(n));
+                gram_tile(&ctx, i0, i1, j0, j1, ptr, a != b);
+                if a == b {
+                    // make the diagonal tile exactly symmetric: lower <- upper
+                    let p = ptr;
+                    for i in i0..i1 {
+                        for j in (i + 1)..i1 {
+                            // SAFETY: inside this task's own tile.
+                            unsafe { *p.0.add(j * n + i) = *p.0.add(i * n + j) };
+                        }
+                    }
+                }
+            });
+        } else {
+            let nt = n.div_ceil(TI);
+            (0..nt).into_par_iter().for_each(|a| {
+                let (i0, i1) = (a * TI, ((a + 1) * TI).min(n));
+                gram_tile(&ctx, i0, i1, 0, m, ptr, false);
+            });
+        }
+    });
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Kernel gradient contraction
+
+#[inline(always)]
+fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
+    let (m, d, depth) = (ctx.ys.pts.n, ctx.d, ctx.arch.depth);
+    let dd = d as f64;
+    let ni = i1 - i0;
+    let large = d > SMALL_D;
+    let mut rbuf = if large {
+        vec![0.0; ni * TJ]
+    } else {
+        Vec::new()
+    };
+    let mut acc = vec![0.0; ni * B]; // lanes of sum_j w_j dk/dp
+    let mut bt = vec![0.0; ni * TJ]; // w_j dk/dr for the current column tile
+    let mut gy = vec![0.0; ni * d]; // sum_j w_j dk/dr y_j
+    let mut flagged: Vec<(usize, usize)> = Vec::new();
+    let mut sx = vec![Dual::<2>::cst(0.0); depth];
+    let mut r = [0.0; B];
+    let mut rd = [Dual::<2>::cst(0.0); B];
+    let mut vals = [Dual::<2>::cst(0.0); B];
+    let mut sin2 = [0.0; B];
+    let mut c0 = 0;
+    while c0 < m {
+        let cl = TJ.min(m - c0);
+        if large {
+            gemm_inner(ctx, i0, ni, c0, cl, &mut rbuf);
+        }
+        for i in i0..i1 {
+            let a = i - i0;
+            for (l, s) in sx.iter_mut().enumerate() {
+                let idx = l * ctx.xs.pts.n + i;
+                *s = Dual::new(ctx.xs.diag[idx], [ctx.xs.ddiag[idx], 0.0]);
+            }
+            let lanes = &mut acc[a * B..(a + 1) * B];
+            let brow = &mut bt[a * TJ..(a + 1) * TJ];
+            let mut b0 = c0;
+            while b0 < c0 + cl {
+                let len = B.min(c0 + cl - b0);
+                let grow = if large {
+                    Some(&rbuf[a * cl + (b0 - c0)..])
+                } else {
+                    None
+                };
+                inner_block(ctx, i, b0, len, grow, &mut r);
+                for j in 0..len {
+                    rd[j] = Dual::new(r[j], [0.0, 1.0]);
+                }
+                eval_block::<Dual<2>>(ctx, &sx, b0, &rd[..len], &mut vals, &mut sin2);
+                let wb = &w[b0..b0 + len];
+                let bslot = &mut brow[b0 - c0..b0 - c0 + len];
+                for j in 0..len {
+                    let keep = sin2[j] >= TAU;
+                    let kp = if keep { vals[j].d[0] } else { 0.0 };
+                    let kr = if keep { vals[j].d[1] } else { 0.0 };
+                    lanes[j] += wb[j] * kp;
+                    bslot[j] = wb[j] * kr;
+                }
+                for j in 0..len {
+                    if sin2[j] < TAU {
+                        flagged.push((i, b0 + j));
+                    }
+                }
+                b0 += len;
+            }
+        }
+        // gy += bt (ni x cl) . y[c0..c0+cl] (cl x d)
+        let y = &ctx.ys.pts.data[c0 * d..];
+        // SAFETY: bt holds ni rows of stride TJ (cl <= TJ used), y holds cl rows of d, gy is ni x d.
+        unsafe {
+            matrixmultiply::dgemm(
+                ni,
+                cl,
+                d,
+                1.0,
+                bt.as_ptr(),
+                TJ as isize,
+                1,
+                y.as_ptr(),
+                d as isize,
+                1,
+                1.0,
+                gy.as_mut_ptr(),
+                d as isize,
+                1,
+            );
+        }
+        c0 += cl;
+    }
+    for a in 0..ni {
+        let mut s = 0.0;
+        for &v in &acc[a * B..(a + 1) * B] {
+            s += v;
+        }
+        let xi = ctx.xs.pts.row(i0 + a);
+        let coef = 2.0 * s / dd;
+        for c in 0..d {
+            g[a * d + c] = coef * xi[c] + gy[a * d + c] / dd;
+        }
+    }
+    let mut scratch = vec![0.0; 2 * d];
+    for &(i, j) in &flagged {
+        let a = i - i0;
+        stable_grad_add(
+            &ctx.arch,
+            ctx.kind,
+            ctx.xs.pts.row(i),
+            ctx.ys.pts.row(j),
+            w[j],
+            &mut g[a * d..(a + 1) * d],
+            &mut scratch,
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn grad_rows_avx2(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
+    grad_rows_impl(ctx, i0, i1, w, g)
+}
+
+fn grad_rows(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { grad_rows_avx2(ctx, i0, i1, w, g) };
+    }
+    grad_rows_impl(ctx, i0, i1, w, g)
+}
+
+/// `G[i, :] = sum_j w_j d/dx k(x, y_j) |_{x = x_i}`, row-major `(n, d)`.
+pub fn kernel_grad(
+    arch: &Arch,
+    kind: Kind,
+    x: Points,
+    y: Points,
+    w: &[f64],
+) -> Result<Vec<f64>, NtkError> {
+    ensure!(
+        w.len() == y.n,
+        Shape,
+        "weights has length {} but y has {} rows",
+        w.len(),
+        y.n
+    );
+    let ctx = Ctx::new(arch, kind, x, y)?;
+    let d = x.d;
+    let mut g = vec![0.0; x.n * d];
+    if x.n == 0 || y.n == 0 {
+        return Ok(g);
+    }
+    pool::install(|| {
+        g.par_chunks_mut(TI * d).enumerate().for_each(|(a, gt)| {
+            let i0 = a * TI;
+            let i1 = (i0 + TI).min(x.n);
+            grad_rows(&ctx, i0, i1, w, gt);
+        });
+    });
+    Ok(g)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Matrix-vector product
+
+#[inline(always)]
+fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
+    let (m, depth) = (ctx.ys.pts.n, ctx.arch.depth);
+    let ni = i1 - i0;
+    let large = ctx.d > SMALL_D;
+    let mut rbuf = if large {
+        vec![0.0; ni * TJ]
+    } else {
+        Vec::new()
+    };
+    let mut acc = vec![0.0; ni * B];
+    let mut scratch = vec![0.0; 2 * ctx.d];
+    let mut sx = vec![0.0; depth];
+    let mut r = [0.0; B];
+    let mut vals = [0.0; B];
+    let mut sin2 = [0.0; B];
+    let mut c0 = 0;
+    while c0 < m {
+        let cl = TJ.min(m - c0);
+        if large {
+            gemm_inner(ctx, i0, ni, c0, cl, &mut rbuf);
+        }
+        for i in i0..i1 {
+            let a = i - i0;
+            for (l, s) in sx.iter_mut().enumerate() {
+                *s = ctx.xs.diag[l * ctx.xs.pts.n + i];
+            }
+            let lanes = &mut acc[a * B..(a + 1) * B];
+            let mut b0 = c0;
+            while b0 < c0 + cl {
+                let len = B.min(c0 + cl - b0);
+                let grow = if large {
+                    Some(&rbuf[a * cl + (b0 - c0)..])
+                } else {
+                    None
+                };
+                inner_block(ctx, i, b0, len, grow, &mut r);
+                eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
+                for j in 0..len {
+                    if sin2[j] < TAU {
+                        vals[j] = stable_value(
+                            &ctx.arch,
+                            ctx.kind,
+                            ctx.xs.pts.row(i),
+                            ctx.ys.pts.row(b0 + j),
+                            &mut scratch,
+                        );
+                    }
+                }
+                let vb = &v[b0..b0 + len];
+                for j in 0..len {
+                    lanes[j] += vals[j] * vb[j];
+                }
+                b0 += len;
+            }
+        }
+        c0 += cl;
+    }
+    for a in 0..ni {
+        let mut s = 0.0;
+        for &t in &acc[a * B..(a + 1) * B] {
+            s += t;
+        }
+        out[a] = s;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn matvec_rows_avx2(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
+    matvec_rows_impl(ctx, i0, i1, v, out)
+}
+
+fn matvec_rows(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { matvec_rows_avx2(ctx, i0, i1, v, out) };
+    }
+    matvec_rows_impl(ctx, i0, i1, v, out)
+}
+
+/// `(K v)[i] = sum_j k(x_i, y_j) v_j` without storing `K`.
+pub fn kernel_matvec(
+    arch: &Arch,
+    kind: Kind,
+    x: Points,
+    y: Points,
+    v: &[f64],
+) -> Result<Vec<f64>, NtkError> {
+    ensure!(
+        v.len() == y.n,
+        Shape,
+        "v has length {} but y has {} rows",
+        v.len(),
+        y.n
+    );
+    let ctx = Ctx::new(arch, kind, x, y)?;
+    let mut out = vec![0.0; x.n];
+    if x.n == 0 || y.n == 0 {
+        return Ok(out);
+    }
+    pool::install(|| {
+        out.par_chunks_mut(TI).enumerate().for_each(|(a, ot)| {
+            let i0 = a * TI;
+            let i1 = (i0 + TI).min(x.n);
+            matvec_rows(&ctx, i0, i1, v, ot);
+        });
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recursion::pair_fast;
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn points(n: usize, d: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n * d).map(|_| lcg(&mut s) * 1.5).collect()
+    }
+
+    fn reference(arch: &Arch, kind: Kind, x: &[f64], y: &[f64]) -> f64 {
+        let d = x.len() as f64;
+        let mut sx = vec![0.0; arch.depth];
+        let mut sy = vec![0.0; arch.depth];
+        diag_chain(arch, sq_norm(x) / d, &mut sx);
+        diag_chain(arch, sq_norm(y) / d, &mut sy);
+        let mut scratch = vec![0.0; 2 * x.len()];
+        let (k, s2) = pair_fast(arch, kind, dot(x, y) / d, &sx, &sy, d);
+        if s2 < TAU {
+            stable_value(arch, kind, x, y, &mut scratch)
+        } else {
+            k
+        }
+    }
+
+    fn archs() -> Vec<Arch> {
+        vec![
+            Arch::relu(3, 1.0, 1.0),
+            Arch::new(
+                2,
+                Activation::Erf {
+                    a: 0.5,
+                    b: 0.4,
+                    c: 0.5,
+                },
+                1.3,
+                0.2,
+                false,
+                128.0,
+            )
+            .unwrap(),
+            Arch::new(1, Activation::Rbf { gamma: 0.5 }, 1.0, 0.0, false, 128.0).unwrap(),
+            Arch::new(
+                2,
+                Activation::AbRelu { a: 0.2, b: 1.0 },
+                0.8,
+                2.0,
+                true,
+                64.0,
+            )
+            .unwrap(),
+        ]
+    }
+
+    #[test]
+    fn gram_matches_pairwise_reference() {
+        for d in [2usize, 40] {
+            let (n, m) = (70, 300);
+            let xs = points(n, d, 1);
+            let ys = points(m, d, 2);
+            for arch in archs() {
+                let x = Points::new(&xs, n, d).unwrap();
+                let y = Points::new(&ys, m, d).unwrap();
+                let k = gram(&arch, Kind::Ntk, x, Some(y)).unwrap();
+                let ks = gram(&arch, Kind::Ntk, x, None).unwrap();
+                for i in 0..n {
+                    for j in 0..m {
+                        let e = reference(
+                            &arch,
+                            Kind::Ntk,
+                            &xs[i * d..(i + 1) * d],
+                            &ys[j * d..(j + 1) * d],
+                        );
+                        assert!(
+                            (k[i * m + j] - e).abs() <= 1e-12 * e.abs().max(1e-300),
+                            "{arch:?} {i} {j}"
+                        );
+                    }
+                    for j in 0..n {
+                        assert_eq!(ks[i * n + j], ks[j * n + i]);
+                        let e = reference(
+                            &arch,
+                            Kind::Ntk,
+                            &xs[i * d..(i + 1) * d],
+                            &xs[j * d..(j + 1) * d],
+                        );
+                        assert!(
+                            (ks[i * n + j] - e).abs() <= 1e-12 * e.abs(),
+                            "sym {arch:?} {i} {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grad_and_matvec_match_finite_differences_of_gram() {
+        for d in [3usize, 20] {
+            let (n, m) = (40, 290);
+            let xs = points(n, d, 3);
+            let ys = points(m, d, 4);
+            let w: Vec<f64> = points(m, 1, 5);
+            for arch in archs() {
+                let x = Points::new(&xs, n, d).unwrap();
+                let y = Points::new(&ys, m, d).unwrap();
+                let g = kernel_grad(&arch, Kind::Ntk, x, y, &w).unwrap();
+                let kv = kernel_matvec(&arch, Kind::Ntk, x, y, &w).unwrap();
+                let k = gram(&arch, Kind::Ntk, x, Some(y)).unwrap();
+                for i in 0..n {
+                    let e: f64 = (0..m).map(|j| k[i * m + j] * w[j]).sum();
+                    assert!(
+                        (kv[i] - e).abs()
+                            <= 1e-11 * (0..m).map(|j| (k[i * m + j] * w[j]).abs()).sum::<f64>()
+                    );
+                }
+                let h = 1e-6;
+                for i in [0usize, 17, 39] {
+                    for c in 0..d {
+                        let f = |delta: f64| {
+                            let mut xi = xs[i * d..(i + 1) * d].to_vec();
+                            xi[c] += delta;
+                            (0..m)
+                                .map(|j| {
+                                    w[j] * reference(&arch, Kind::Ntk, &xi, &ys[j * d..(j + 1) * d])
+                                })
+                                .sum::<f64>()
+                        };
+                        let fd = (f(h) - f(-h)) / (2.0 * h);
+                        let got = g[i * d + c];
+                        assert!(
+                            (got - fd).abs() <= 1e-5 * fd.abs().max(1.0),
+                            "{arch:?} d={d} i={i} c={c}: {got} vs {fd}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_does_not_change_bits() {
+        let (n, m, d) = (150, 270, 30);
+        let xs = points(n, d, 7);
+        let ys = points(m, d, 8);
+        let w = points(m, 1, 9);
+        let arch = Arch::relu(3, 1.0, 1.0);
+        let x = Points::new(&xs, n, d).unwrap();
+        let y = Points::new(&ys, m, d).unwrap();
+        pool::set_num_threads(1);
+        let (k1, g1) = (
+            gram(&arch, Kind::Ntk, x, None).unwrap(),
+            kernel_grad(&arch, Kind::Ntk, x, y, &w).unwrap(),
+        );
+        pool::set_num_threads(3);
+        let (k3, g3) = (
+            gram(&arch, Kind::Ntk, x, None).unwrap(),
+            kernel_grad(&arch, Kind::Ntk, x, y, &w).unwrap(),
+        );
+        assert_eq!(k1, k3);
+        assert_eq!(g1, g3);
+    }
+
+    #[test]
+    fn duplicates_follow_the_cusp_convention() {
+        // d/dx k(x, y)|_{y = x} = 1/2 d/dx k(x, x)
+        let d = 4;
+        let xs = points(1, d, 11);
+        let arch = Arch::relu(3, 1.0, 1.0);
+        let x = Points::new(&xs, 1, d).unwrap();
+        let g = kernel_grad(&arch, Kind::Ntk, x, x, &[1.0]).unwrap();
+        let h = 1e-6;
+        for c in 0..d {
+            let f = |delta: f64| {
+                let mut xi = xs.clone();
+                xi[c] += delta;
+                reference(&arch, Kind::Ntk, &xi, &xi)
+            };
+            let fd = 0.5 * (f(h) - f(-h)) / (2.0 * h);
+            assert!(
+                (g[c] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+                "{c}: {} vs {fd}",
+                g[c]
+            );
+        }
+    }
+}

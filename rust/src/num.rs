@@ -1,0 +1,298 @@
+//! Scalar types the kernel recursion is written over: `f64` (values) and `Dual<N>` (values with `N`
+//! forward-mode tangents), so one generic recursion gives both the kernel and its exact derivatives.
+//!
+//! The two non-smooth primitives follow neural-tangents' conventions exactly:
+//! - `sqrt_safe(x) = sqrt(max(x, 0))` with derivative `dx / (2 sqrt(x))` where `x > 1e-30` and `0`
+//!   elsewhere (neural-tangents' `_sqrt` custom JVP): at the ReLU cusp `s = 0`, `ds` is taken as 0;
+//! - `atan2_fill(y, x, fill)` is `fill` at `(0, 0)`, with derivative
+//!   `(x dy - y dx) / max(x^2 + y^2, 1e-30)` (neural-tangents' `_arctan2`).
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use crate::atan::atan2_fast;
+
+/// Threshold below which `sqrt_safe` has zero derivative and `atan2_fill`'s denominator is floored.
+pub const SAFE_TOL: f64 = 1e-30;
+
+/// A real scalar with the operations the recursion needs.
+pub trait Num:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + Add<f64, Output = Self>
+    + Sub<f64, Output = Self>
+    + Mul<f64, Output = Self>
+    + Div<f64, Output = Self>
+{
+    /// A constant (zero tangents).
+    fn cst(v: f64) -> Self;
+    /// The value part.
+    fn val(self) -> f64;
+    /// `sqrt(max(x, 0))`, derivative 0 where `x <= 1e-30`.
+    fn sqrt_safe(self) -> Self;
+    /// `atan2(y, x)`, equal to `fill` at `(0, 0)`.
+    fn atan2_fill(y: Self, x: Self, fill: f64) -> Self;
+    /// `exp(x)`.
+    fn exp(self) -> Self;
+    /// `if cond { a } else { b }` (written so that it compiles to a select).
+    fn pick(cond: bool, a: Self, b: Self) -> Self;
+}
+
+impl Num for f64 {
+    #[inline(always)]
+    fn cst(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn val(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn sqrt_safe(self) -> Self {
+        (if self > 0.0 { self } else { 0.0 }).sqrt()
+    }
+    #[inline(always)]
+    fn atan2_fill(y: Self, x: Self, fill: f64) -> Self {
+        let both_zero = (y == 0.0) & (x == 0.0);
+        let a = atan2_fast(y, x);
+        if both_zero {
+            fill
+        } else {
+            a
+        }
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn pick(cond: bool, a: Self, b: Self) -> Self {
+        if cond {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+/// A value with `N` forward-mode tangents: `v + sum_k d[k] eps_k`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dual<const N: usize> {
+    pub v: f64,
+    pub d: [f64; N],
+}
+
+impl<const N: usize> Dual<N> {
+    /// A value with the given tangents.
+    #[inline(always)]
+    pub fn new(v: f64, d: [f64; N]) -> Self {
+        Dual { v, d }
+    }
+    /// The independent variable number `k` with value `v`.
+    #[inline(always)]
+    pub fn var(v: f64, k: usize) -> Self {
+        let mut d = [0.0; N];
+        d[k] = 1.0;
+        Dual { v, d }
+    }
+    #[inline(always)]
+    fn map_d(self, f: impl Fn(f64) -> f64) -> [f64; N] {
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = f(self.d[k]);
+        }
+        d
+    }
+}
+
+impl<const N: usize> Add for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = self.d[k] + o.d[k];
+        }
+        Dual { v: self.v + o.v, d }
+    }
+}
+
+impl<const N: usize> Sub for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = self.d[k] - o.d[k];
+        }
+        Dual { v: self.v - o.v, d }
+    }
+}
+
+impl<const N: usize> Mul for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = self.d[k] * o.v + o.d[k] * self.v;
+        }
+        Dual { v: self.v * o.v, d }
+    }
+}
+
+impl<const N: usize> Div for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        let q = self.v / o.v;
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = (self.d[k] - q * o.d[k]) / o.v;
+        }
+        Dual { v: q, d }
+    }
+}
+
+impl<const N: usize> Neg for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Dual {
+            v: -self.v,
+            d: self.map_d(|t| -t),
+        }
+    }
+}
+
+impl<const N: usize> Add<f64> for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: f64) -> Self {
+        Dual {
+            v: self.v + o,
+            d: self.d,
+        }
+    }
+}
+
+impl<const N: usize> Sub<f64> for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: f64) -> Self {
+        Dual {
+            v: self.v - o,
+            d: self.d,
+        }
+    }
+}
+
+impl<const N: usize> Mul<f64> for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: f64) -> Self {
+        Dual {
+            v: self.v * o,
+            d: self.map_d(|t| t * o),
+        }
+    }
+}
+
+impl<const N: usize> Div<f64> for Dual<N> {
+    type Output = Self;
+    #[inline(always)]
+    fn div(self, o: f64) -> Self {
+        Dual {
+            v: self.v / o,
+            d: self.map_d(|t| t / o),
+        }
+    }
+}
+
+impl<const N: usize> Num for Dual<N> {
+    #[inline(always)]
+    fn cst(v: f64) -> Self {
+        Dual { v, d: [0.0; N] }
+    }
+    #[inline(always)]
+    fn val(self) -> f64 {
+        self.v
+    }
+    #[inline(always)]
+    fn sqrt_safe(self) -> Self {
+        let s = self.v.sqrt_safe();
+        let live = self.v > SAFE_TOL;
+        let half_inv = if live { 0.5 / s } else { 0.0 };
+        Dual {
+            v: s,
+            d: self.map_d(|t| t * half_inv),
+        }
+    }
+    #[inline(always)]
+    fn atan2_fill(y: Self, x: Self, fill: f64) -> Self {
+        let v = f64::atan2_fill(y.v, x.v, fill);
+        let r2 = x.v * x.v + y.v * y.v;
+        let denom = if r2 > SAFE_TOL { r2 } else { SAFE_TOL };
+        let (cy, cx) = (x.v / denom, y.v / denom);
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = y.d[k] * cy - x.d[k] * cx;
+        }
+        Dual { v, d }
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        let e = self.v.exp();
+        Dual {
+            v: e,
+            d: self.map_d(|t| t * e),
+        }
+    }
+    #[inline(always)]
+    fn pick(cond: bool, a: Self, b: Self) -> Self {
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = if cond { a.d[k] } else { b.d[k] };
+        }
+        Dual {
+            v: if cond { a.v } else { b.v },
+            d,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dual_chain_rule() {
+        // f(x, y) = exp(x*y) / (1 + x) + atan2(y, x), at (0.7, -1.3)
+        let f = |x: Dual<2>, y: Dual<2>| (x * y).exp() / (x + 1.0) + Dual::atan2_fill(y, x, 0.0);
+        let (x0, y0) = (0.7, -1.3);
+        let r = f(Dual::var(x0, 0), Dual::var(y0, 1));
+        let g = |x: f64, y: f64| (x * y).exp() / (1.0 + x) + y.atan2(x);
+        let h = 1e-6;
+        let dx = (g(x0 + h, y0) - g(x0 - h, y0)) / (2.0 * h);
+        let dy = (g(x0, y0 + h) - g(x0, y0 - h)) / (2.0 * h);
+        assert!((r.v - g(x0, y0)).abs() < 1e-15);
+        assert!((r.d[0] - dx).abs() < 1e-8, "{} vs {}", r.d[0], dx);
+        assert!((r.d[1] - dy).abs() < 1e-8, "{} vs {}", r.d[1], dy);
+    }
+
+    #[test]
+    fn safe_primitives_follow_neural_tangents() {
+        let z = Dual::<1>::var(0.0, 0).sqrt_safe();
+        assert_eq!((z.v, z.d[0]), (0.0, 0.0));
+        let a = Dual::<1>::atan2_fill(
+            Dual::var(0.0, 0),
+            Dual::cst(0.0),
+            std::f64::consts::FRAC_PI_2,
+        );
+        assert_eq!(a.v, std::f64::consts::FRAC_PI_2);
+        assert_eq!(a.d[0], 0.0);
+    }
+}

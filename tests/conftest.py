@@ -1,0 +1,59 @@
+"""Shared fixtures and helpers.
+
+- ``assert_close(actual, expected, rtol, atol)``: checks every value is finite first, then compares.
+- ``backend`` fixture: every installed kernel backend (POT's ``nx`` fixture idea).
+- ``requires_jax``: skip marker with the reason, only when JAX/neural-tangents are truly absent.
+- hypothesis profile ``ci`` (derandomised, no deadline) is loaded when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from ntkgan import backends
+
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+HAS_JAX = "jax" in backends.available()
+requires_jax = pytest.mark.skipif(
+    not HAS_JAX, reason='JAX/neural-tangents not installed (pip install "ntkgan[jax]")'
+)
+
+
+def assert_close(actual, expected, *, rtol=1e-10, atol=0.0, err_msg=""):
+    """Assert all values are finite, then ``|a - e| <= atol + rtol * |e|`` elementwise."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape} {err_msg}"
+    assert np.isfinite(actual).all(), f"actual has non-finite values {err_msg}"
+    assert np.isfinite(expected).all(), f"expected has non-finite values {err_msg}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+@pytest.fixture(params=backends.BACKENDS)
+def backend(request):
+    """Each installed backend by name."""
+    if request.param not in backends.available():
+        pytest.skip(f"backend {request.param!r} not installed")
+    return request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jax_x64():
+    """The JAX backend works in float64."""
+    if HAS_JAX:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    yield

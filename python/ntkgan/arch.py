@@ -253,6 +253,17 @@ class Gelu(Activation):
 
         return stax.Gelu()
 
+    def numpy_fn(self, x):
+        from scipy.special import ndtr
+
+        return x * ndtr(x)
+
+    def numpy_deriv(self, x):
+        import numpy as np
+        from scipy.special import ndtr
+
+        return ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
 
 @dataclass(frozen=True)
 class Sin(Activation):
@@ -271,6 +282,16 @@ class Sin(Activation):
         from neural_tangents import stax
 
         return stax.Sin(self.a, self.b, self.c)
+
+    def numpy_fn(self, x):
+        import numpy as np
+
+        return self.a * np.sin(self.b * x + self.c)
+
+    def numpy_deriv(self, x):
+        import numpy as np
+
+        return self.a * self.b * np.cos(self.b * x + self.c)
 
 
 #: Registry of activation names accepted by :func:`parse_activation` and :class:`Mlp`.

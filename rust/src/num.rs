@@ -2,17 +2,19 @@
 //! forward-mode tangents), so one generic recursion gives both the kernel and its exact derivatives.
 //!
 //! The two non-smooth primitives follow neural-tangents' conventions exactly:
-//! - `sqrt_safe(x) = sqrt(max(x, 0))` with derivative `dx / (2 sqrt(x))` where `x > 1e-30` and `0`
-//!   elsewhere (neural-tangents' `_sqrt` custom JVP): at the ReLU cusp `s = 0`, `ds` is taken as 0;
-//! - `atan2_fill(y, x, fill)` is `fill` at `(0, 0)`, with derivative
-//!   `(x dy - y dx) / max(x^2 + y^2, 1e-30)` (neural-tangents' `_arctan2`).
+//! - `sqrt_safe(x) = sqrt(max(x, 0))` with derivative `dx / (2 sqrt(x))` where `x > 0` and `0`
+//!   elsewhere (neural-tangents' `_sqrt` custom JVP, whose threshold is `1e-30`): at the ReLU cusp
+//!   `s = 0`, `ds` is taken as 0;
+//! - `atan2_fill(y, x, fill)` is `fill` at `(0, 0)`, with derivative `(x dy - y dx) / (x^2 + y^2)`, and 0
+//!   at `(0, 0)` (neural-tangents' `_arctan2`, which floors the denominator at `1e-30`).
+//!
+//! neural-tangents' absolute `1e-30` makes its gradients wrong for inputs of norm below about `1e-7`
+//! (every `s^2` is then under the threshold); here the cusp is exactly where the value is zero, which
+//! agrees with neural-tangents wherever its threshold is not reached by accident.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::atan::atan2_fast;
-
-/// Threshold below which `sqrt_safe` has zero derivative and `atan2_fill`'s denominator is floored.
-pub const SAFE_TOL: f64 = 1e-30;
 
 /// A real scalar with the operations the recursion needs.
 pub trait Num:
@@ -31,7 +33,7 @@ pub trait Num:
     fn cst(v: f64) -> Self;
     /// The value part.
     fn val(self) -> f64;
-    /// `sqrt(max(x, 0))`, derivative 0 where `x <= 1e-30`.
+    /// `sqrt(max(x, 0))`, derivative 0 where `x <= 0`.
     fn sqrt_safe(self) -> Self;
     /// `atan2(y, x)`, equal to `fill` at `(0, 0)`.
     fn atan2_fill(y: Self, x: Self, fill: f64) -> Self;
@@ -224,7 +226,7 @@ impl<const N: usize> Num for Dual<N> {
     #[inline(always)]
     fn sqrt_safe(self) -> Self {
         let s = self.v.sqrt_safe();
-        let live = self.v > SAFE_TOL;
+        let live = self.v > 0.0;
         let half_inv = if live { 0.5 / s } else { 0.0 };
         Dual {
             v: s,
@@ -235,7 +237,7 @@ impl<const N: usize> Num for Dual<N> {
     fn atan2_fill(y: Self, x: Self, fill: f64) -> Self {
         let v = f64::atan2_fill(y.v, x.v, fill);
         let r2 = x.v * x.v + y.v * y.v;
-        let denom = if r2 > SAFE_TOL { r2 } else { SAFE_TOL };
+        let denom = if r2 > 0.0 { r2 } else { 1.0 };
         let (cy, cx) = (x.v / denom, y.v / denom);
         let mut d = [0.0; N];
         for k in 0..N {

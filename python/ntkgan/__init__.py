@@ -5,7 +5,7 @@ Everyday names are re-exported here; ``ntkgan.backends`` lists and picks kernel 
 
 from __future__ import annotations
 
-from ntkgan import backends
+from ntkgan import backends, datasets, metrics
 from ntkgan.arch import ACTIVATIONS, ABRelu, Abs, Erf, Gelu, Identity, LeakyRelu, Mlp, Rbf, Relu, Sigmoid, Sin
 from ntkgan.kernels import kernel, kernel_grad, kernel_matvec
 from ntkgan.threads import get_num_threads, set_num_threads
@@ -26,6 +26,8 @@ __all__ = [
     "Sigmoid",
     "Sin",
     "backends",
+    "datasets",
+    "metrics",
     "get_num_threads",
     "kernel",
     "kernel_grad",

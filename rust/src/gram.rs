@@ -31,9 +31,7 @@ use crate::recursion::{
     rbf_pair, Invariants,
 };
 
-/// Pairs whose `sin^2 theta` falls below this at some ReLU-family layer are recomputed by the stable
-/// recursion (the fast one has relative error about `1e-16 / sin^2 theta` in `s`).
-pub const TAU: f64 = 1e-4;
+pub use crate::recursion::TAU;
 /// Columns per vectorised block.
 const B: usize = 64;
 /// Columns per GEMM tile.
@@ -235,7 +233,8 @@ fn inner_block(
 }
 
 /// The recursion over a block of `len <= B` pairs `(x_i, y_{j0..j0+len})`, one layer at a time.
-/// `sx[l]` is row i's diagonal chain; writes `out[j]` (the kernel) and `sin2[j]` (min `sin^2 theta`).
+/// `sx[l]` is row i's diagonal chain; writes `out[j]` (the kernel) and `margin[j]`, negative when the
+/// pair needs the stable recursion (see [`abrelu_pair`]).
 #[inline(always)]
 fn eval_block<T: Num>(ctx: &Ctx, sx: &[T], j0: usize, r: &[T], out: &mut [T], sin2: &mut [f64]) {
     let arch = &ctx.arch;
@@ -418,7 +417,7 @@ fn gram_tile_impl(
                 inner_block(ctx, i, b0, len, grow, &mut r);
                 eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
                 for j in 0..len {
-                    if sin2[j] < TAU {
+                    if sin2[j] < 0.0 {
                         vals[j] = stable_value(
                             &ctx.arch,
                             ctx.kind,
@@ -563,14 +562,14 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
                 let wb = &w[b0..b0 + len];
                 let bslot = &mut brow[b0 - c0..b0 - c0 + len];
                 for j in 0..len {
-                    let keep = sin2[j] >= TAU;
+                    let keep = sin2[j] >= 0.0;
                     let kp = if keep { vals[j].d[0] } else { 0.0 };
                     let kr = if keep { vals[j].d[1] } else { 0.0 };
                     lanes[j] += wb[j] * kp;
                     bslot[j] = wb[j] * kr;
                 }
                 for j in 0..len {
-                    if sin2[j] < TAU {
+                    if sin2[j] < 0.0 {
                         flagged.push((i, b0 + j));
                     }
                 }
@@ -714,7 +713,7 @@ fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64])
                 inner_block(ctx, i, b0, len, grow, &mut r);
                 eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
                 for j in 0..len {
-                    if sin2[j] < TAU {
+                    if sin2[j] < 0.0 {
                         vals[j] = stable_value(
                             &ctx.arch,
                             ctx.kind,
@@ -811,8 +810,8 @@ mod tests {
         diag_chain(arch, sq_norm(x) / d, &mut sx);
         diag_chain(arch, sq_norm(y) / d, &mut sy);
         let mut scratch = vec![0.0; 2 * x.len()];
-        let (k, s2) = pair_fast(arch, kind, dot(x, y) / d, &sx, &sy, d);
-        if s2 < TAU {
+        let (k, flagged) = pair_fast(arch, kind, dot(x, y) / d, &sx, &sy, d);
+        if flagged {
             stable_value(arch, kind, x, y, &mut scratch)
         } else {
             k
@@ -882,7 +881,8 @@ mod tests {
                         );
                         assert!(
                             (ks[i * n + j] - e).abs() <= 1e-12 * e.abs(),
-                            "sym {arch:?} {i} {j}"
+                            "sym {arch:?} {i} {j} d={d} got {} want {e}",
+                            ks[i * n + j]
                         );
                     }
                 }

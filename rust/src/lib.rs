@@ -2,7 +2,11 @@
 //! gradients, blocked and parallel (rayon).  Pure Rust except `bindings` (the PyO3 module
 //! `ntkgan._core`, built only with the `python` feature by maturin).
 
-#![allow(clippy::needless_range_loop, clippy::excessive_precision, clippy::neg_cmp_op_on_partial_ord)]
+#![allow(
+    clippy::needless_range_loop,
+    clippy::excessive_precision,
+    clippy::neg_cmp_op_on_partial_ord
+)]
 
 pub mod arch;
 pub mod atan;

@@ -151,9 +151,10 @@ impl<const N: usize> Div for Dual<N> {
     #[inline(always)]
     fn div(self, o: Self) -> Self {
         let q = self.v / o.v;
+        let inv = 1.0 / o.v;
         let mut d = [0.0; N];
         for k in 0..N {
-            d[k] = (self.d[k] - q * o.d[k]) / o.v;
+            d[k] = (self.d[k] - q * o.d[k]) * inv;
         }
         Dual { v: q, d }
     }
@@ -238,7 +239,8 @@ impl<const N: usize> Num for Dual<N> {
         let v = f64::atan2_fill(y.v, x.v, fill);
         let r2 = x.v * x.v + y.v * y.v;
         let denom = if r2 > 0.0 { r2 } else { 1.0 };
-        let (cy, cx) = (x.v / denom, y.v / denom);
+        let inv = 1.0 / denom;
+        let (cy, cx) = (x.v * inv, y.v * inv);
         let mut d = [0.0; N];
         for k in 0..N {
             d[k] = y.d[k] * cy - x.d[k] * cx;

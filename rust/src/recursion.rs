@@ -82,8 +82,14 @@ pub fn dense_after<T: Num>(arch: &Arch, l: usize, s_act: T, th_act: T) -> (T, T)
     (sxy, th)
 }
 
-/// ABReLU pair map (fast form).  Returns `(S'xy, Theta', sin^2 theta)`; `sin^2 theta = 1` when a
-/// variance is zero or the map has no cusp (`a == b`).
+/// Threshold on `sin^2 theta` below which a ReLU-family pair is recomputed by [`pair_stable`] (the fast
+/// recursion's relative error in `s` is about `1e-16 / sin^2 theta`).
+pub const TAU: f64 = 1e-4;
+
+/// ABReLU pair map (fast form).  Returns `(S'xy, Theta', margin)` with `margin = s^2 - TAU Sxx Syy`,
+/// negative when `sin^2 theta < TAU` (the pair needs the stable recursion); `margin = 1` when the map
+/// has no cusp (`a == b`).  A zero variance gives `s^2 = 0 = TAU Sxx Syy`, not flagged: the fast form is
+/// exact there.
 #[inline(always)]
 pub fn abrelu_pair<T: Num>(cc: f64, f: f64, sx: T, sy: f64, sxy: T, th: T) -> (T, T, f64) {
     let prod = sx * sy;
@@ -92,13 +98,12 @@ pub fn abrelu_pair<T: Num>(cc: f64, f: f64, sx: T, sy: f64, sxy: T, th: T) -> (T
     let theta = T::atan2_fill(s, sxy, FRAC_PI_2);
     let sdot = theta * (-f) + cc;
     let out = s * f + sdot * sxy;
-    let pv = prod.val();
-    let sin2 = if pv > 0.0 && f != 0.0 {
-        s2.val() / pv
+    let margin = if f != 0.0 {
+        s2.val() - TAU * prod.val()
     } else {
         1.0
     };
-    (out, th * sdot, sin2)
+    (out, th * sdot, margin)
 }
 
 /// Erf pair map.
@@ -141,18 +146,18 @@ pub fn act_pair<T: Num>(act: &Activation, sx: T, sy: f64, sxy: T, th: T) -> (T, 
 }
 
 /// Kernel of one pair by the fast recursion, from `r = <x, y>/d` and the per-point diagonal chains.
-/// Returns `(k, min over layers of sin^2 theta)`.
-pub fn pair_fast<T: Num>(arch: &Arch, kind: Kind, r: T, sx: &[T], sy: &[f64], d: f64) -> (T, f64) {
+/// Returns `(k, needs_stable)`: whether some ReLU-family layer had `sin^2 theta < TAU`.
+pub fn pair_fast<T: Num>(arch: &Arch, kind: Kind, r: T, sx: &[T], sy: &[f64], d: f64) -> (T, bool) {
     let (mut sxy, mut th) = input_layer(arch, r, d);
-    let mut sin2min: f64 = 1.0;
+    let mut flagged = false;
     for l in 0..arch.depth {
-        let (o, t, s2) = act_pair(&arch.act, sx[l], sy[l], sxy, th);
-        sin2min = if s2 < sin2min { s2 } else { sin2min };
+        let (o, t, margin) = act_pair(&arch.act, sx[l], sy[l], sxy, th);
+        flagged |= margin < 0.0;
         let (a, b) = dense_after(arch, l, o, t);
         sxy = a;
         th = b;
     }
-    (if kind == Kind::Ntk { th } else { sxy }, sin2min)
+    (if kind == Kind::Ntk { th } else { sxy }, flagged)
 }
 
 /// Scalar invariants of a pair, with `q` (a function of `y` only) kept as a constant.

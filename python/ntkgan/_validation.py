@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_array", "check_pair", "check_vector", "check_kind", "KINDS"]
+__all__ = ["check_array", "check_pair", "check_vector", "check_kind", "KINDS", "MIN_SCALE", "MAX_SCALE"]
 
 KINDS = ("ntk", "nngp")
+
+#: Nonzero input rows must have their largest |entry| in [MIN_SCALE, MAX_SCALE]: kernels involve |x|^2
+#: and products of such (and, near the ReLU cusp, their reciprocals), which leave float64's range outside
+#: it.  Exact zero rows are fine.  Rescale data outside this range.
+MIN_SCALE = 1e-100
+MAX_SCALE = 1e50
 
 
 def check_kind(kind) -> str:
@@ -41,15 +47,33 @@ def check_array(a, name: str, *, ndim: int = 2) -> np.ndarray:
     return arr
 
 
+def _check_points(a: np.ndarray, name: str) -> np.ndarray:
+    if a.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature, got shape {a.shape}")
+    if a.size:
+        scale = np.abs(a).max(axis=1)
+        bad = np.flatnonzero(((scale > 0) & (scale < MIN_SCALE)) | (scale > MAX_SCALE))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{name} row {i} has largest |entry| {scale[i]:.3g}, outside the supported range "
+                f"[{MIN_SCALE:g}, {MAX_SCALE:g}] (or exactly 0); rescale the data"
+            )
+    return a
+
+
 def check_pair(x, y):
-    """Validate ``x`` (n, d) and ``y`` (m, d); ``y=None`` returns ``(x, None)`` (symmetric case)."""
-    x = check_array(x, "x")
+    """Validate ``x`` (n, d) and ``y`` (m, d); ``y=None`` returns ``(x, None)`` (symmetric case).
+
+    Rows must be exactly zero or have their largest |entry| in ``[MIN_SCALE, MAX_SCALE]``.
+    """
+    x = _check_points(check_array(x, "x"), "x")
     if y is None:
         return x, None
     y = check_array(y, "y")
     if y.shape[1] != x.shape[1]:
         raise ValueError(f"y has {y.shape[1]} features but x has {x.shape[1]}")
-    return x, y
+    return x, _check_points(y, "y")
 
 
 def check_vector(v, name: str, length: int, what: str) -> np.ndarray:

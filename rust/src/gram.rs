@@ -308,7 +308,15 @@ fn pair_invariants(x: &[f64], y: &[f64], u: &mut [f64], v: &mut [f64]) -> ([f64;
         for k in 0..x.len() {
             v[k] -= c2 * y[k];
         }
-        sq_norm(v) * yy
+        // |v| below a few ulps of |u| is rounding noise: x and y are (exactly) on one ray, where the
+        // cusp convention applies (s = 0, ds = 0), not a spurious one-sided derivative
+        let vv = sq_norm(v);
+        if vv <= (8.0 * f64::EPSILON) * (8.0 * f64::EPSILON) * uu {
+            v.fill(0.0);
+            0.0
+        } else {
+            vv * yy
+        }
     } else {
         v.fill(0.0);
         0.0
@@ -338,22 +346,44 @@ fn stable_grad_add(
     let d = dn as f64;
     let (u, v) = scratch.split_at_mut(dn);
     let ([p, q, r, e, g], yy) = pair_invariants(x, y, u, &mut v[..dn]);
+    // each invariant's tangent is seeded with the norm of its x-derivative (so no partial overflows for
+    // tiny inputs), then multiplied back by the unit direction of that derivative
+    let norm = |a: &[f64]| {
+        let big = a.iter().fold(0.0f64, |m, t| m.max(t.abs()));
+        if big == 0.0 {
+            0.0
+        } else {
+            big * a.iter().map(|t| (t / big) * (t / big)).sum::<f64>().sqrt()
+        }
+    };
+    let (nx, ny, nu, nv) = (norm(x), norm(y), norm(u), norm(&v[..dn]));
+    let sig = [2.0 * nx / d, ny / d, 2.0 * nu / d, 2.0 * yy * nv / (d * d)];
+    let dir = [nx, ny, nu, nv];
+    let mut seeded = [Dual::<4>::cst(0.0); 4];
+    for (k, (&val, &sk)) in [p, r, e, g].iter().zip(&sig).enumerate() {
+        let mut t = [0.0; 4];
+        t[k] = sk;
+        seeded[k] = Dual::new(val, t);
+    }
     let inv = Invariants {
-        p: Dual::<4>::var(p, 0),
+        p: seeded[0],
         q,
-        r: Dual::var(r, 1),
-        e: Dual::var(e, 2),
-        g: Dual::var(g, 3),
+        r: seeded[1],
+        e: seeded[2],
+        g: seeded[3],
     };
     let k = pair_stable(arch, kind, inv, d);
-    let (cp, cr, ce, cg) = (
-        w * k.d[0] * 2.0 / d,
-        w * k.d[1] / d,
-        w * k.d[2] * 2.0 / d,
-        w * k.d[3] * 2.0 * yy / (d * d),
-    );
-    for c in 0..dn {
-        grad[c] += cp * x[c] + cr * y[c] + ce * u[c] + cg * v[c];
+    let c: Vec<f64> = (0..4)
+        .map(|t| {
+            if dir[t] > 0.0 {
+                w * k.d[t] / dir[t]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    for j in 0..dn {
+        grad[j] += c[0] * x[j] + c[1] * y[j] + c[2] * u[j] + c[3] * v[j];
     }
 }
 
@@ -512,6 +542,22 @@ pub fn gram(arch: &Arch, kind: Kind, x: Points, y: Option<Points>) -> Result<Vec
 // ---------------------------------------------------------------------------------------------------
 // Kernel gradient contraction
 
+/// Tangent seeds of a row: `dk/dp` is carried times `sig_p = 2|x|/d` (the size of `dp/dx = 2x/d`) and
+/// `dk/dr` times `sig_r = |x|` (1 for `x = 0`).  Both partials grow like `1/|x|` for small inputs, so
+/// unscaled tangents overflow (to inf, then NaN) for `|x|` near 1e-160 although the gradient is finite.
+#[inline(always)]
+fn row_scales(x: &[f64], dd: f64) -> (f64, f64) {
+    let nx = sq_norm(x).sqrt();
+    let big = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    // |x| from the scaled norm when |x|^2 underflows
+    let nx = if nx > 0.0 || big == 0.0 {
+        nx
+    } else {
+        big * x.iter().map(|v| (v / big) * (v / big)).sum::<f64>().sqrt()
+    };
+    (2.0 * nx / dd, if nx > 0.0 { nx } else { 1.0 })
+}
+
 #[inline(always)]
 fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
     let (m, d, depth) = (ctx.ys.pts.n, ctx.d, ctx.arch.depth);
@@ -527,6 +573,7 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
     let mut bt = vec![0.0; ni * TJ]; // w_j dk/dr for the current column tile
     let mut gy = vec![0.0; ni * d]; // sum_j w_j dk/dr y_j
     let mut flagged: Vec<(usize, usize)> = Vec::new();
+    let mut scales = vec![(0.0, 1.0); ni];
     let mut sx = vec![Dual::<2>::cst(0.0); depth];
     let mut r = [0.0; B];
     let mut rd = [Dual::<2>::cst(0.0); B];
@@ -540,9 +587,12 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
         }
         for i in i0..i1 {
             let a = i - i0;
+            // tangents seeded along physically scaled directions (see `row_scales`)
+            let (sig_p, sig_r) = row_scales(ctx.xs.pts.row(i), dd);
+            scales[a] = (sig_p, sig_r);
             for (l, s) in sx.iter_mut().enumerate() {
                 let idx = l * ctx.xs.pts.n + i;
-                *s = Dual::new(ctx.xs.diag[idx], [ctx.xs.ddiag[idx], 0.0]);
+                *s = Dual::new(ctx.xs.diag[idx], [ctx.xs.ddiag[idx] * sig_p, 0.0]);
             }
             let lanes = &mut acc[a * B..(a + 1) * B];
             let brow = &mut bt[a * TJ..(a + 1) * TJ];
@@ -556,7 +606,7 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
                 };
                 inner_block(ctx, i, b0, len, grow, &mut r);
                 for j in 0..len {
-                    rd[j] = Dual::new(r[j], [0.0, 1.0]);
+                    rd[j] = Dual::new(r[j], [0.0, sig_r]);
                 }
                 eval_block::<Dual<2>>(ctx, &sx, b0, &rd[..len], &mut vals, &mut sin2);
                 let wb = &w[b0..b0 + len];
@@ -605,9 +655,16 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
             s += v;
         }
         let xi = ctx.xs.pts.row(i0 + a);
-        let coef = 2.0 * s / dd;
+        let (sig_p, sig_r) = scales[a];
+        // sum_j w_j dk/dp (2 x_i / d) with dk/dp carried as dk/dp * sig_p, sig_p = 2|x_i|/d
+        let coef = if sig_p > 0.0 {
+            s * 2.0 / (dd * sig_p)
+        } else {
+            0.0
+        };
+        let cy = 1.0 / (dd * sig_r);
         for c in 0..d {
-            g[a * d + c] = coef * xi[c] + gy[a * d + c] / dd;
+            g[a * d + c] = coef * xi[c] + gy[a * d + c] * cy;
         }
     }
     let mut scratch = vec![0.0; 2 * d];

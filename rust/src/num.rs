@@ -5,8 +5,9 @@
 //! - `sqrt_safe(x) = sqrt(max(x, 0))` with derivative `dx / (2 sqrt(x))` where `x > 0` and `0`
 //!   elsewhere (neural-tangents' `_sqrt` custom JVP, whose threshold is `1e-30`): at the ReLU cusp
 //!   `s = 0`, `ds` is taken as 0;
-//! - `atan2_fill(y, x, fill)` is `fill` at `(0, 0)`, with derivative `(x dy - y dx) / (x^2 + y^2)`, and 0
-//!   at `(0, 0)` (neural-tangents' `_arctan2`, which floors the denominator at `1e-30`).
+//! - `atan2_fill(y, x, fill)` is `fill` at `(0, 0)`, with derivative `(x dy - y dx) / (x^2 + y^2)`
+//!   (evaluated with both arguments scaled by `max(|x|, |y|)`, so it neither underflows nor overflows),
+//!   and 0 at `(0, 0)` (neural-tangents' `_arctan2`, which floors the denominator at `1e-30`).
 //!
 //! neural-tangents' absolute `1e-30` makes its gradients wrong for inputs of norm below about `1e-7`
 //! (every `s^2` is then under the threshold); here the cusp is exactly where the value is zero, which
@@ -237,10 +238,16 @@ impl<const N: usize> Num for Dual<N> {
     #[inline(always)]
     fn atan2_fill(y: Self, x: Self, fill: f64) -> Self {
         let v = f64::atan2_fill(y.v, x.v, fill);
-        let r2 = x.v * x.v + y.v * y.v;
-        let denom = if r2 > 0.0 { r2 } else { 1.0 };
-        let inv = 1.0 / denom;
-        let (cy, cx) = (x.v * inv, y.v * inv);
+        // d atan2 = (x dy - y dx) / (x^2 + y^2), scaled by m = max(|x|, |y|) so that tiny or huge
+        // arguments neither underflow nor overflow the squares.
+        let (ax, ay) = (x.v.abs(), y.v.abs());
+        let m = if ax > ay { ax } else { ay };
+        let live = m > 0.0;
+        let im = if live { 1.0 / m } else { 0.0 };
+        let (xs, ys) = (x.v * im, y.v * im);
+        let r2 = xs * xs + ys * ys;
+        let id = if live { im / r2 } else { 0.0 };
+        let (cy, cx) = (xs * id, ys * id);
         let mut d = [0.0; N];
         for k in 0..N {
             d[k] = y.d[k] * cy - x.d[k] * cx;

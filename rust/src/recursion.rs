@@ -111,7 +111,11 @@ pub fn abrelu_pair<T: Num>(cc: f64, f: f64, sx: T, sy: f64, sxy: T, th: T) -> (T
 pub fn erf_pair<T: Num>(a: f64, b: f64, c: f64, sx: T, sy: f64, sxy: T, th: T) -> (T, T) {
     let b2 = b * b;
     let (sx, sy, sxy) = (sx * b2, sy * b2, sxy * b2);
-    let q = (sx * 2.0 + 1.0) * (sy * 2.0 + 1.0) - sxy * sxy * 4.0;
+    // (1 + 2Sxx)(1 + 2Syy) - 4Sxy^2 = 1 + 2(Sxx + Syy) + 4 s^2: no cancellation of the large terms, and
+    // never below 1 (neural-tangents' form loses digits, even its sign, for large inputs)
+    let s2 = sx * sy - sxy * sxy;
+    let s2 = T::pick(s2.val() > 0.0, s2, T::cst(0.0));
+    let q = (sx + sy) * 2.0 + 1.0 + s2 * 4.0;
     let r = q.sqrt_safe();
     let out = T::atan2_fill(sxy * 2.0, r, 0.0) * (a * a * 2.0 / PI) + c * c;
     let th = th * (b2 * a * a * 4.0 / PI) / r;

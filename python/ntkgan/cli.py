@@ -15,7 +15,9 @@ __all__ = ["main", "build_parser"]
 
 #: modules contributing subcommands (each has ``add_cli(subparsers)``)
 COMMAND_MODULES = (
-    "ntkgan.adequation",
+    "ntkgan._adequation",
+    "ntkgan.runner",
+    "ntkgan.vector_field",
 )
 
 

@@ -1,0 +1,407 @@
+r"""Finite-width discriminators: a real network trained by full-batch gradient descent on the GAN loss.
+
+The network is the :class:`~ntkgan.arch.Mlp` of :mod:`ntkgan.finite` (numpy, hand-written backprop, no
+JAX) at a finite width, NTK parameterization as given by ``arch``.  It minimises the discriminator loss
+
+.. math::
+    L(\theta) = \frac1N \sum_{i=1}^N \ell_{\mathrm{fake}}(f_\theta(x_i))
+              + \frac1M \sum_{j=1}^M \ell_{\mathrm{real}}(f_\theta(y_j))
+
+(:data:`~ntkgan.discriminator.LOSSES`) by gradient descent with step :math:`\eta` (``lr``),
+
+.. math::
+    \theta_{k+1} = \theta_k - \eta \nabla_\theta L(\theta_k)
+                 = \theta_k - \eta \sum_{z \in Z} \frac{\partial L}{\partial f(z)}
+                   \nabla_\theta f_{\theta_k}(z),
+    \qquad Z = [x_1..x_N, y_1..y_M],
+
+for :math:`s = \mathrm{round}(t / \eta)` steps: the finite-width twin of training time :math:`t`.  In
+function space one step is :math:`f_{k+1}(x) \approx f_k(x) - \eta \sum_z \hat\Theta_k(x, z)\,
+\partial L / \partial f(z)` with the empirical NTK :math:`\hat\Theta_k`; as the width grows
+:math:`\hat\Theta_k \to \Theta` (the analytic NTK, constant in time) and the network tends to the kernel
+gradient *descent* of :func:`ntkgan.train_discriminator` with ``width=None, dynamics="gd"`` (Jacot et al.
+2018; Lee et al. 2019), the error decaying like :math:`O(\mathrm{width}^{-1/2})`.
+
+Initialisation.  ``f0="zero"`` uses the antisymmetric network
+:math:`f = (f_{\theta_1} - f_{\theta_2})/\sqrt2` with :math:`\theta_2 = \theta_1` at init, so
+:math:`f_0 \equiv 0` exactly while its NTK is the plain network's (the toolkit's
+``--discr_antisymmetric``; the infinite-width counterpart is :math:`f_0 = 0`).  ``f0="random"`` uses the
+plain network, whose :math:`f_0` is a draw of the NNGP prior at large width.
+
+Implementation.  A parameter gradient :math:`\partial L / \partial W_l = c_l h_l^\top \delta_l` has rank
+at most :math:`n = N + M`; :class:`FiniteDiscriminator` applies it in place as one BLAS rank-n update
+(``dgemm`` with ``beta = 1``) instead of materialising the gradient and a new weight matrix, which makes a
+step cost about three passes over the weights (forward, backward, update).  The forward and backward passes
+are those of :mod:`ntkgan.finite`.
+
+References
+----------
+.. [1] Jacot, Gabriel, Hongler. Neural Tangent Kernel. NeurIPS 2018.
+.. [2] Lee et al. Wide neural networks of any depth evolve as linear models under gradient descent.
+       NeurIPS 2019.
+.. [3] Franceschi et al. A Neural Tangent Kernel Perspective of GANs. ICML 2022.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+from scipy.linalg import blas
+
+from ntkgan import finite as _F
+from ntkgan._validation import check_array
+from ntkgan.arch import Mlp
+from ntkgan.discriminator._base import Discriminator
+from ntkgan.discriminator._losses import Loss, get_loss
+
+__all__ = ["FiniteDiscriminator", "train_finite"]
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+F0 = ("zero", "random")
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite real number > 0, got {lr!r}")
+    return float(lr)
+
+
+def _check_steps(n_steps) -> int:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
+        raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
+    return int(n_steps)
+
+
+def _check_f0(f0) -> str:
+    if f0 not in F0:
+        raise ValueError(f"f0 must be one of {F0}, got {f0!r}")
+    return f0
+
+
+def _owned(params):
+    """C-contiguous float64 copies of every leaf (the discriminator updates them in place)."""
+    return _F.tree_map(lambda a: np.array(a, dtype=np.float64, order="C", copy=True), params)
+
+
+# --------------------------------------------------------------------------------------------------
+# workers (trust their input)
+# --------------------------------------------------------------------------------------------------
+
+
+def _halves(params) -> tuple[list, tuple[float, ...]]:
+    """The plain networks ``f_h`` and signs ``s_h`` with ``f = sum_h s_h f_h``."""
+    if isinstance(params, _F.AntisymmetricParams):
+        return [params.theta1, params.theta2], (_INV_SQRT2, -_INV_SQRT2)
+    return [params], (1.0,)
+
+
+def _rank_update(W: np.ndarray, h: np.ndarray, delta: np.ndarray, alpha: float) -> None:
+    r"""In place :math:`W \mathrel{+}= \alpha\, h^\top \delta` (``h`` (n, n_in), ``delta`` (n, n_out)).
+
+    ``W`` is C-contiguous, so ``W.T`` is Fortran-contiguous and BLAS ``dgemm`` updates it in place:
+    :math:`W^\top \leftarrow \alpha\, \delta^\top h + W^\top`.
+    """
+    out = blas.dgemm(alpha, delta, h, beta=1.0, c=W.T, trans_a=1, overwrite_c=1)
+    if not np.may_share_memory(out, W):  # pragma: no cover - only if BLAS had to copy
+        W[...] = out.T
+
+
+def _loss_cotangent(loss: Loss, f: np.ndarray, n_fake: int) -> np.ndarray:
+    r"""Loss cotangent :math:`\partial L / \partial f(z)`, shape (n,).
+
+    :math:`\ell'_{\mathrm{fake}}(f(x_i))/N` on the fake rows, then
+    :math:`\ell'_{\mathrm{real}}(f(y_j))/M` on the real rows.
+    """
+    n_real = f.shape[0] - n_fake
+    weights = np.concatenate([np.full(n_fake, 1.0 / n_fake), np.full(n_real, 1.0 / n_real)])
+    return loss.deriv(f, n_fake) * weights
+
+
+def _gd_step(arch: Mlp, params, loss: Loss, z: np.ndarray, n_fake: int, lr: float) -> np.ndarray:
+    """One full-batch gradient-descent step on ``L``, in place; returns ``f(z)`` before the step."""
+    halves, signs = _halves(params)
+    caches = [_F._forward(arch, p, z) for p in halves]
+    f = sum(s * out[:, 0] for s, (out, _, _) in zip(signs, caches))
+    ct = _loss_cotangent(loss, f, n_fake)
+    # A gradient penalty lambda * E ||grad_x f||^2 (later issue) adds its own parameter gradient here,
+    # before any weight moves: its double-backprop factors are again rank-n updates of each layer.
+    updates = []
+    for p, s, (_, hs, zs) in zip(halves, signs, caches):
+        deltas, _ = _F._deltas(arch, p, zs, (s * ct)[:, None])
+        updates.append((p, hs, deltas, _F._scales(arch, p)))
+    for p, hs, deltas, scales in updates:
+        for (W, b), h, delta, (c, beta) in zip(p, hs, deltas, scales):
+            _rank_update(W, h, delta, -lr * c)
+            if beta != 0.0:
+                b -= (lr * beta) * delta.sum(axis=0)
+    return f
+
+
+# --------------------------------------------------------------------------------------------------
+# the discriminator
+# --------------------------------------------------------------------------------------------------
+
+
+class FiniteDiscriminator(Discriminator):
+    r"""A real network :math:`f_\theta` of architecture ``arch`` (width ``arch.width``), trainable in place.
+
+    Built by :func:`train_finite` (or ``ntkgan.train_discriminator(..., width=...)``), or by
+    :meth:`init` for a *persistent* discriminator trained alongside particles with :meth:`step`.
+    :meth:`__call__` and :meth:`grad` evaluate the current network (the input gradient by backprop);
+    :meth:`cost` and :meth:`cost_grad` (from :class:`Discriminator`) give :math:`c(f(x))` and
+    :math:`c'(f(x))\nabla f(x)`.
+
+    Parameters
+    ----------
+    arch : Mlp
+        The architecture, with the network's width.
+    params : list of (W, b) or ntkgan.finite.AntisymmetricParams
+        Parameters (copied; the copy is updated in place by :meth:`step`).
+    loss : str or Loss
+        The loss minimised by :meth:`step` (and the generator cost).
+    copy : bool, default=True
+        Copy ``params`` (False: take ownership of them; they must then be C-contiguous float64 arrays,
+        which :meth:`step` modifies in place).
+
+    Attributes
+    ----------
+    arch : Mlp
+    params : list of (W, b) or AntisymmetricParams
+        The current parameters (``AntisymmetricParams`` for ``f = (f_theta1 - f_theta2) / sqrt 2``).
+    loss : Loss
+    dim : int
+        Input dimension ``d``.
+    steps : int
+        Gradient-descent steps taken so far.
+    time : float
+        Training time so far, :math:`\sum \eta` over the steps taken.
+
+    Raises
+    ------
+    ValueError
+        ``arch`` not an :class:`~ntkgan.arch.Mlp` or without a numpy activation, parameters that do not fit
+        it or with more than one output, an unknown loss.
+
+    Notes
+    -----
+    One :meth:`step` is :math:`\theta \leftarrow \theta - \eta \nabla_\theta L`, with
+    :math:`\nabla_{W_l} L = c_l h_l^\top \delta_l` and :math:`\nabla_{b_l} L = \beta_l \sum_z \delta_l`
+    for the backprop cotangent :math:`\delta_L = \partial L / \partial f(z)` (see :mod:`ntkgan.finite`);
+    :meth:`param_grad` returns the same gradient through :func:`ntkgan.finite.vjp`.  A gradient penalty
+    :math:`\lambda \mathbb E \|\nabla_x f\|^2` is not implemented; it would add its parameter gradient in
+    the step worker before the update (marked there).
+    """
+
+    def __init__(self, arch: Mlp, params, *, loss, copy: bool = True):
+        loss = get_loss(loss)
+        arch = _F._check_arch(arch)
+        params, d_in, out_dim = _F._check_params(arch, params)
+        if out_dim != 1:
+            raise ValueError(f"params must have one output (a discriminator), got out_dim={out_dim}")
+        super().__init__(loss=loss, dim=d_in)
+        self.arch = arch
+        self.params = _owned(params) if copy else params
+        self.steps = 0
+        self.time = 0.0
+
+    @classmethod
+    def init(cls, arch: Mlp, dim: int, *, loss, f0: str = "zero", seed=None,
+             rng: np.random.Generator | None = None) -> "FiniteDiscriminator":
+        r"""A freshly initialised network: antisymmetric (:math:`f_0 \equiv 0`) or plain (``f0="random"``).
+
+        Parameters
+        ----------
+        arch : Mlp
+            Architecture and width.
+        dim : int
+            Input dimension ``d``.
+        loss : str or Loss
+        f0 : {"zero", "random"}, default="zero"
+            ``"zero"``: :math:`f = (f_{\theta_1} - f_{\theta_2})/\sqrt2` with :math:`\theta_2 = \theta_1`.
+            ``"random"``: the plain network :math:`f_{\theta_1}`.
+        seed : int, optional
+            Seed of :func:`ntkgan.finite.init_params` (``numpy.random.default_rng(seed)``).
+        rng : numpy.random.Generator, optional
+            Generator to draw from instead of ``seed``.
+
+        Returns
+        -------
+        FiniteDiscriminator
+
+        Raises
+        ------
+        ValueError
+            Bad ``f0``, ``dim``, ``seed``/``rng`` (both given, or of the wrong type), ``arch`` or ``loss``.
+        """
+        f0 = _check_f0(f0)
+        params = _F.init_params(arch, dim, seed=seed, rng=rng, antisymmetric=f0 == "zero")
+        return cls(arch, params, loss=loss, copy=False)  # fresh C-contiguous float64 arrays: no copy needed
+
+    def __repr__(self) -> str:
+        kind = "antisymmetric" if self.antisymmetric else "plain"
+        return (f"FiniteDiscriminator(loss={self.loss.name!r}, width={self.arch.width}, "
+                f"depth={self.arch.depth}, {kind}, steps={self.steps}, time={self.time:g})")
+
+    @property
+    def antisymmetric(self) -> bool:
+        """Whether ``f = (f_theta1 - f_theta2) / sqrt 2``."""
+        return isinstance(self.params, _F.AntisymmetricParams)
+
+    @property
+    def width(self) -> int:
+        """Hidden width of the network."""
+        return self.arch.width
+
+    # -- evaluation ----------------------------------------------------------------------------------
+
+    def __call__(self, x) -> np.ndarray:
+        r""":math:`f_\theta(x_i)`; ``x`` of shape (n, d), returns shape (n,)."""
+        x = self._check_x(x)
+        return _F.apply(self.arch, self.params, x)[:, 0]
+
+    def grad(self, x) -> np.ndarray:
+        r""":math:`\nabla_x f_\theta(x_i)` by backprop; ``x`` of shape (n, d), returns shape (n, d)."""
+        return self.value_and_grad(x)[1]
+
+    def value_and_grad(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``(f(x), grad f(x))`` from one forward and one backward pass."""
+        x = self._check_x(x)
+        out, pullback = _F.vjp(self.arch, self.params, x)
+        return out[:, 0], pullback(np.ones(x.shape[0]))[1]
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def _check_samples(self, fake, real) -> tuple[np.ndarray, int]:
+        fake = self._check_x(fake, "fake")
+        real = self._check_x(real, "real")
+        for name, arr in (("fake", fake), ("real", real)):
+            if arr.shape[0] == 0:
+                raise ValueError(f"{name} must hold at least one point, got shape {arr.shape}")
+        return np.concatenate([fake, real]), fake.shape[0]
+
+    def loss_value(self, fake, real) -> float:
+        r"""The loss :math:`L(\theta)` on ``fake`` and ``real``, a float.
+
+        :math:`L = \operatorname{mean}_i \ell_{\mathrm{fake}}(f(x_i))
+        + \operatorname{mean}_j \ell_{\mathrm{real}}(f(y_j))`.
+        """
+        z, n_fake = self._check_samples(fake, real)
+        f = self(z)
+        return self.loss.value(f[:n_fake], f[n_fake:])
+
+    def param_grad(self, fake, real):
+        r""":math:`\nabla_\theta L`, with the structure of :attr:`params` (through :func:`ntkgan.finite.vjp`).
+
+        Parameters
+        ----------
+        fake : array-like of shape (N, d)
+        real : array-like of shape (M, d)
+
+        Returns
+        -------
+        list of (dW, db) or AntisymmetricParams
+        """
+        z, n_fake = self._check_samples(fake, real)
+        out, pullback = _F.vjp(self.arch, self.params, z)
+        return pullback(_loss_cotangent(self.loss, out[:, 0], n_fake))[0]
+
+    def step(self, fake, real, n_steps: int = 1, lr: float = 0.1) -> "FiniteDiscriminator":
+        r"""Take ``n_steps`` steps :math:`\theta \leftarrow \theta - \eta\nabla_\theta L` (in place).
+
+        Parameters
+        ----------
+        fake : array-like of shape (N, d)
+            Generated samples :math:`x_i` (held fixed during the steps).
+        real : array-like of shape (M, d)
+            Target samples :math:`y_j`.
+        n_steps : int, default=1
+            Number of steps (0 does nothing).
+        lr : float, default=0.1
+            Step :math:`\eta > 0`.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Samples that are not finite 2-D arrays with ``d`` features or are empty; bad
+            ``n_steps`` or ``lr``.
+        FloatingPointError
+            If the loss derivative becomes non-finite (divergent training).
+        """
+        z, n_fake = self._check_samples(fake, real)
+        n_steps = _check_steps(n_steps)
+        lr = _check_lr(lr)
+        for _ in range(n_steps):
+            _gd_step(self.arch, self.params, self.loss, z, n_fake, lr)
+        self.steps += n_steps
+        self.time += n_steps * lr
+        return self
+
+
+def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float = 0.1, seed=0,
+                 f0: str = "zero") -> FiniteDiscriminator:
+    r"""A network of width ``width`` trained by gradient descent with step ``lr`` for ``round(t / lr)`` steps.
+
+    The finite-width counterpart of ``ntkgan.train_discriminator(..., width=None, dynamics="gd")``: the
+    architecture ``arch`` with its width replaced by ``width``, initialised by
+    :meth:`FiniteDiscriminator.init` (antisymmetric, :math:`f_0 \equiv 0`, unless ``f0="random"``), then
+    :math:`\theta_{k+1} = \theta_k - \eta \nabla_\theta L(\theta_k)` on the fixed samples.
+
+    Parameters
+    ----------
+    fake : array-like of shape (N, d)
+    real : array-like of shape (M, d)
+    loss : str or Loss
+    arch : Mlp
+    t : float
+        Training time ``>= 0``; the number of steps is ``round(t / lr)``.
+    width : int
+        Hidden width ``>= 1``.
+    lr : float, default=0.1
+        Step :math:`\eta > 0`.
+    seed : int or numpy.random.Generator, default=0
+        Seeds the initialisation (an int is ``numpy.random.default_rng(seed)``, as
+        :func:`ntkgan.finite.init_params`).
+    f0 : {"zero", "random"}, default="zero"
+
+    Returns
+    -------
+    FiniteDiscriminator
+        With ``steps = round(t / lr)`` and ``time = steps * lr``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument (bad samples, ``t``, ``width``, ``lr``, ``seed``, ``f0``, loss or arch).
+    """
+    if not isinstance(arch, Mlp):
+        raise ValueError(f"arch must be an ntkgan.Mlp, got {type(arch).__name__}")
+    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0:
+        raise ValueError(f"t must be a finite real number >= 0, got {t!r}")
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    lr = _check_lr(lr)
+    fake = check_array(fake, "fake")
+    real = check_array(real, "real")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real has {real.shape[1]} features but fake has {fake.shape[1]}")
+    if fake.shape[1] == 0:
+        raise ValueError(f"fake must have at least one feature, got shape {fake.shape}")
+    if isinstance(seed, np.random.Generator):
+        seed_kw = {"rng": seed}
+    else:
+        seed_kw = {"seed": seed}
+    arch = dataclasses.replace(arch, width=int(width))
+    disc = FiniteDiscriminator.init(arch, fake.shape[1], loss=loss, f0=f0, **seed_kw)
+    return disc.step(fake, real, n_steps=int(round(t / lr)), lr=lr)

@@ -1,0 +1,18 @@
+"""Figures, drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global state).
+
+- :func:`plot_adequation` — the paper's Fig. 1: finite-width vs infinite-width generator cost
+  :math:`c_f` (1-D curves or 2-D heat maps with :math:`-\\nabla c_f` arrows) and the error against width.
+- :func:`plot_snapshot`, :func:`animate_snapshots`, :func:`plot_bounds` — a flow's particles, target,
+  heat map of :math:`c_f` and arrows (or image grids), and the GIF of a run.
+- :func:`plot_metrics` — a run's metrics.csv against steps.
+
+matplotlib is imported when this package is; ``import ntkgan`` does not import it.
+"""
+
+from __future__ import annotations
+
+from ntkgan.plots._adequation import plot_adequation
+from ntkgan.plots._metrics import plot_metrics
+from ntkgan.plots._snapshots import animate_snapshots, plot_bounds, plot_snapshot
+
+__all__ = ["animate_snapshots", "plot_adequation", "plot_bounds", "plot_metrics", "plot_snapshot"]

@@ -1,0 +1,590 @@
+r"""One experiment: a configuration in, a run directory out (``ntkgan run``).
+
+:func:`run` builds the dataset and the flow of a :class:`ntkgan.presets.Config`, steps it and writes, in
+the run directory::
+
+    config.json, config.yaml   the configuration (Config.to_dict(); explicit options already applied)
+    run.json                   runner options and status ("running", "failed", "interrupted", "complete")
+    metrics.csv                one row per log step (columns below)
+    checkpoints/step_XXXXXXXX.npz   flow state every ``checkpoint_every`` steps and at the end
+    img/snapshot_XXXXXXXX.png  pictures of particles, target, cost c_f and force -grad c_f
+    particles.npz              the final particles (byte-identical for identical runs)
+    animation.gif, metrics.png at the end
+    COMPLETE                   written last: only a finished run has it
+
+``metrics.csv`` columns: ``step, wall_time`` (seconds since the run began, resumes included),
+``sinkhorn`` (debiased Sinkhorn divergence, the paper's metric ``s``), ``energy`` (half the energy
+distance, the paper's ``e``), ``mmd`` (MMD² with the discriminator's own kernel), ``gen_loss`` (the
+generator loss :math:`\mathbb E_\alpha c(f(x))` returned by the last step; empty at step 0), and for
+targets with known modes ``modes_covered``, ``diversity`` (:math:`\log K + \sum_k p_k \log p_k`) and
+``mode_k`` (fraction of particles nearest to mode ``k``).
+
+Every file is written to a temporary name and renamed, so a killed run leaves whole files only, and
+``run(..., resume=True)`` (``ntkgan run --resume DIR``) continues from the last checkpoint to the same
+final particles, bit for bit, as an uninterrupted run.  An invalid configuration is rejected before the
+directory is created.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import re
+import shutil
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RunResult", "run", "add_cli", "default_out_dir", "load_checkpoint", "read_metrics"]
+
+COMPLETE = "COMPLETE"
+CHECKPOINT_DIR = "checkpoints"
+IMAGE_DIR = "img"
+BASE_COLUMNS = ("step", "wall_time", "sinkhorn", "energy", "mmd", "gen_loss")
+#: Snapshots per run when ``snapshot_every`` is not given (rounded to a multiple of ``log_every``).
+DEFAULT_SNAPSHOTS = 40
+#: Checkpoints per run when ``checkpoint_every`` is not given and the config has none.
+DEFAULT_CHECKPOINTS = 10
+_STATE_PREFIX = "flow."
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The run directory.
+    config : Config
+        The configuration that ran.
+    step : int
+        The last step reached (``config.steps``).
+    particles : ndarray of shape (n, d)
+        Final particles.
+    metrics : list of dict
+        The rows of ``metrics.csv`` (floats; NaN where empty).
+    wall_time : float
+        Seconds spent, resumed parts included.
+    resumed_from : int or None
+        The checkpoint step the run resumed from (None for a fresh run).
+    """
+
+    out_dir: Path
+    config: object
+    step: int
+    particles: np.ndarray
+    metrics: list = field(default_factory=list)
+    wall_time: float = 0.0
+    resumed_from: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# atomic files
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    """An ``.npz`` archive of ``arrays`` with fixed timestamps, so equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[key]), allow_pickle=False)
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def _load_npz(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# configuration
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", str(text)).strip("_") or "x"
+
+
+def default_out_dir(config) -> Path:
+    """``runs/<loss>-<arch>-<data>-seed<S>``, characters other than letters, digits, ``_`` and ``.``
+    replaced by ``_`` (so ``image:/a/b.png`` gives ``image_a_b.png``)."""
+    name = f"{_slug(config.loss)}-{_slug(config.arch)}-{_slug(config.data)[-60:]}-seed{config.seed}"
+    return Path("runs") / name
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _runner_options(config, checkpoint_every, snapshot_every) -> dict:
+    """Validate the step counts and fill in the defaults of the checkpoint and snapshot periods."""
+    steps = _check_int(config.steps, "steps", 0)
+    log_every = _check_int(config.log_every, "log_every", 1)
+    if checkpoint_every is None:
+        checkpoint_every = getattr(config, "checkpoint_every", None)
+    if checkpoint_every is None:
+        checkpoint_every = max(1, steps // DEFAULT_CHECKPOINTS)
+    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
+    if snapshot_every is None:
+        snapshot_every = getattr(config, "snapshot_every", None)
+    if snapshot_every is None:
+        snapshot_every = max(log_every, math.ceil(steps / DEFAULT_SNAPSHOTS / log_every) * log_every)
+    snapshot_every = _check_int(snapshot_every, "snapshot_every", 0)
+    return {"steps": steps, "log_every": log_every, "checkpoint_every": checkpoint_every,
+            "snapshot_every": snapshot_every}
+
+
+def _load_dataset(config):
+    from ntkgan.flows import load_dataset
+
+    return load_dataset(config)
+
+
+def _metric_kernel(config):
+    """The discriminator's kernel for the ``mmd`` column: ``(Mlp, kind)``."""
+    return config.discriminator_arch(), config.d_kind, config.backend
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics
+
+
+def _columns(dataset) -> list[str]:
+    cols = list(BASE_COLUMNS)
+    if dataset.modes is not None:
+        cols += ["modes_covered", "diversity"] + [f"mode_{k}" for k in range(dataset.modes.shape[0])]
+    return cols
+
+
+def _measure(particles, dataset, kernel, gen_loss) -> dict:
+    from ntkgan import metrics
+
+    target = dataset.target
+    row = {
+        "sinkhorn": metrics.sinkhorn_divergence(particles, target),
+        "energy": metrics.energy_distance(particles, target),
+        "gen_loss": float("nan") if gen_loss is None else float(gen_loss),
+    }
+    mlp, kind, backend = kernel
+    row["mmd"] = metrics.mmd2(particles, target, mlp, kind=kind, backend=backend)
+    if dataset.modes is not None:
+        counts = metrics.mode_counts(particles, dataset.modes)
+        row["modes_covered"] = int((counts > 0).sum())
+        row["diversity"] = metrics.diversity(particles, dataset.modes)
+        for k, c in enumerate(counts):
+            row[f"mode_{k}"] = float(c) / particles.shape[0]
+    return row
+
+
+def _format(value) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    return "" if math.isnan(value) else repr(value)
+
+
+def _write_metrics(path: Path, columns, rows) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row.get(c, float("nan"))) for c in columns])
+    _atomic_write_text(path, buf.getvalue())
+
+
+def read_metrics(path) -> list[dict]:
+    """Rows of a ``metrics.csv`` as dicts of floats (``step`` an int; empty cells NaN)."""
+    rows = []
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row = {k: (float(v) if v != "" else float("nan")) for k, v in raw.items()}
+            row["step"] = int(row["step"])
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _checkpoint_path(out_dir: Path, step: int) -> Path:
+    return out_dir / CHECKPOINT_DIR / f"step_{step:08d}.npz"
+
+
+def _save_checkpoint(out_dir: Path, step: int, flow, wall_time: float, gen_loss) -> None:
+    arrays = {f"{_STATE_PREFIX}{k}": np.asarray(v) for k, v in flow.state_dict().items()}
+    arrays["step"] = np.asarray(step, dtype=np.int64)
+    arrays["wall_time"] = np.asarray(wall_time, dtype=np.float64)
+    arrays["gen_loss"] = np.asarray(np.nan if gen_loss is None else gen_loss, dtype=np.float64)
+    _atomic_write_bytes(_checkpoint_path(out_dir, step), _npz_bytes(arrays))
+
+
+def load_checkpoint(out_dir) -> dict | None:
+    """The last readable checkpoint of a run directory: ``{"step", "wall_time", "gen_loss", "state"}``.
+
+    Returns None when the run has no checkpoint.
+    """
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    paths = sorted(folder.glob("step_*.npz")) if folder.is_dir() else []
+    for path in reversed(paths):
+        try:
+            data = _load_npz(path)
+        except (OSError, ValueError, zipfile.BadZipFile):  # pragma: no cover - damaged: use the previous
+            continue
+        state = {k[len(_STATE_PREFIX):]: v for k, v in data.items() if k.startswith(_STATE_PREFIX)}
+        gen_loss = float(data["gen_loss"])
+        return {"step": int(data["step"]), "wall_time": float(data["wall_time"]),
+                "gen_loss": None if math.isnan(gen_loss) else gen_loss, "state": state}
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pictures
+
+
+def _title(config, step: int) -> str:
+    return f"loss {config.loss} · arch {config.arch} · data {config.data} · step {step}"
+
+
+def _snapshot(out_dir: Path, config, step, flow, dataset, bounds) -> Path:
+    from ntkgan.plots._snapshots import plot_snapshot
+
+    path = out_dir / IMAGE_DIR / f"snapshot_{step:08d}.png"
+    disc = getattr(flow, "discriminator", None) if step > 0 else None
+    plot_snapshot(path, np.asarray(flow.particles), dataset.target, discriminator=disc, bounds=bounds,
+                  title=_title(config, step), image_shape=dataset.meta.get("image_shape"))
+    return path
+
+
+def _finish_pictures(out_dir: Path, config, rows) -> None:
+    from ntkgan.plots._metrics import plot_metrics
+    from ntkgan.plots._snapshots import animate_snapshots
+
+    frames = sorted((out_dir / IMAGE_DIR).glob("snapshot_*.png"))
+    if frames:
+        animate_snapshots(frames, out_dir / "animation.gif")
+    if rows:
+        plot_metrics(rows, out_dir / "metrics.png",
+                     title=f"loss {config.loss} · arch {config.arch} · data {config.data}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the run
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("config.json", "run.json", COMPLETE, CHECKPOINT_DIR))
+
+
+def _write_status(out_dir: Path, options: dict, status: str, **extra) -> None:
+    record = dict(options, status=status, **extra)
+    _atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _write_config(out_dir: Path, config) -> None:
+    import yaml
+
+    data = config.to_dict()
+    _atomic_write_text(out_dir / "config.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(data, sort_keys=True))
+
+
+def _read_config(out_dir: Path):
+    from ntkgan.presets import Config
+
+    path = out_dir / "config.json"
+    if not path.is_file():
+        raise ValueError(f"resume: {str(out_dir)!r} holds no run (no config.json)")
+    with open(path) as fh:
+        return Config.from_dict(json.load(fh))
+
+
+def _resumed_config(out_dir: Path, config):
+    """The saved config; a given ``config`` may differ from it in ``steps`` only (to extend a run)."""
+    saved = _read_config(out_dir)
+    if config is None:
+        return saved
+    a, b = saved.to_dict(), config.to_dict()
+    diff = sorted(k for k in set(a) | set(b) if k != "steps" and a.get(k) != b.get(k))
+    if diff:
+        raise ValueError(f"resume: the config differs from the saved one in {diff}; only steps may change")
+    return config
+
+
+def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = True,
+        checkpoint_every: int | None = None, snapshot_every: int | None = None,
+        overwrite: bool = False) -> RunResult:
+    r"""Run the flow of ``config`` for ``config.steps`` steps and write the run directory ``out_dir``.
+
+    Every ``log_every`` steps (and at steps 0 and ``steps``) the metrics are measured and
+    ``metrics.csv`` rewritten; every ``snapshot_every`` steps a PNG goes to ``img/``; every
+    ``checkpoint_every`` steps (and at the end) the flow state goes to ``checkpoints/``.  At the end the
+    final particles, the animation, the metrics plot and the ``COMPLETE`` marker are written.
+
+    Parameters
+    ----------
+    config : Config or None
+        The experiment (:func:`ntkgan.presets.make_config`).  With ``resume=True`` it may be None (the
+        saved one is used) or differ from the saved one in ``steps`` only (to extend a run).
+    out_dir : str or path-like, optional
+        The run directory; default :func:`default_out_dir` (``runs/<loss>-<arch>-<data>-seed<S>``).
+    resume : bool, default=False
+        Continue the run in ``out_dir`` from its last checkpoint (from step 0 if it has none).
+    progress : bool, default=True
+        Show a tqdm bar (step, latest Sinkhorn divergence) on stderr.
+    checkpoint_every : int, optional
+        Checkpoint period in steps (0: only at the end); default the config's ``checkpoint_every``.
+    snapshot_every : int, optional
+        Snapshot period in steps (0: none); default about 40 snapshots per run, a multiple of
+        ``log_every``.
+    overwrite : bool, default=False
+        Replace an existing run directory (else it is an error).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ValueError
+        Before anything is written: a config that is not valid (negative steps, an unknown preset, an
+        unreadable image, ...), ``out_dir`` already holding a run (without ``resume``/``overwrite``),
+        or (``resume``) no run there or a config that differs in more than ``steps``.
+    """
+    out_dir = None if out_dir is None else Path(out_dir)
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume needs out_dir, the run directory to continue")
+        config = _resumed_config(out_dir, config)
+    elif config is None:
+        raise ValueError("config must be given for a new run (resume=False)")
+    if out_dir is None:
+        out_dir = default_out_dir(config)
+    if resume:
+        saved_opts = {}
+        if (out_dir / "run.json").is_file():
+            with open(out_dir / "run.json") as fh:
+                saved_opts = json.load(fh)
+        if checkpoint_every is None:
+            checkpoint_every = saved_opts.get("checkpoint_every")
+        if snapshot_every is None:
+            snapshot_every = saved_opts.get("snapshot_every")
+    options = _runner_options(config, checkpoint_every, snapshot_every)
+
+    # Everything that can reject the configuration happens before the directory exists.
+    dataset = _load_dataset(config)
+    from ntkgan.flows import make_flow
+
+    flow = make_flow(config, dataset)
+    kernel = _metric_kernel(config)
+    columns = _columns(dataset)
+
+    created = False
+    if not resume:
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            if not (overwrite and out_dir.is_dir() and _is_run_dir(out_dir)):
+                raise ValueError(f"out_dir {str(out_dir)!r} exists and is not empty (resume it with "
+                                 "--resume, or pass --overwrite to replace a run directory)")
+            shutil.rmtree(out_dir)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(out_dir, config)
+    for sub in (CHECKPOINT_DIR, IMAGE_DIR):
+        (out_dir / sub).mkdir(exist_ok=True)
+
+    start, offset, gen_loss, rows, resumed_from = 0, 0.0, None, [], None
+    if resume:
+        (out_dir / COMPLETE).unlink(missing_ok=True)
+        ckpt = load_checkpoint(out_dir)
+        if ckpt is not None:
+            flow.load_state_dict(ckpt["state"])
+            start, offset, gen_loss = ckpt["step"], ckpt["wall_time"], ckpt["gen_loss"]
+            resumed_from = start
+            if (out_dir / "metrics.csv").is_file():
+                rows = [r for r in read_metrics(out_dir / "metrics.csv") if r["step"] <= start]
+        _write_config(out_dir, config)  # steps may have been extended
+    _write_status(out_dir, options, "running", resumed_from=resumed_from)
+
+    bounds = None
+    if dataset.dim <= 2 and dataset.meta.get("image_shape") is None:
+        from ntkgan.plots._snapshots import plot_bounds
+
+        bounds = plot_bounds(dataset.source, dataset.target)
+    steps, log_every = options["steps"], options["log_every"]
+    ckpt_every, snap_every = options["checkpoint_every"], options["snapshot_every"]
+    t0 = time.perf_counter() - offset
+    bar = None
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"{config.loss}/{config.arch}",
+                   unit="step", file=sys.stderr, dynamic_ncols=True)
+
+        def log(step):
+            row = {"step": step, **_measure(np.asarray(flow.particles), dataset, kernel, gen_loss)}
+            row["wall_time"] = time.perf_counter() - t0
+            rows.append(row)
+            _write_metrics(out_dir / "metrics.csv", columns, rows)
+            bar.set_postfix(sinkhorn=f"{row['sinkhorn']:.4g}", refresh=False)
+
+        if start == 0:
+            log(0)
+            if snap_every:
+                _snapshot(out_dir, config, 0, flow, dataset, bounds)
+        step = start
+        while step < steps:
+            gen_loss = float(flow.step())
+            step += 1
+            bar.update(1)
+            if step % log_every == 0 or step == steps:
+                log(step)
+            if snap_every and (step % snap_every == 0 or step == steps):
+                _snapshot(out_dir, config, step, flow, dataset, bounds)
+            if (ckpt_every and step % ckpt_every == 0) or step == steps:
+                _save_checkpoint(out_dir, step, flow, time.perf_counter() - t0, gen_loss)
+        if start == steps and not rows:  # resumed a finished run: measure once so the table is not empty
+            log(steps)
+        bar.close()
+        particles = np.array(flow.particles, dtype=np.float64)
+        _atomic_write_bytes(out_dir / "particles.npz",
+                            _npz_bytes({"particles": particles, "step": np.asarray(steps, dtype=np.int64)}))
+        _write_metrics(out_dir / "metrics.csv", columns, rows)
+        _finish_pictures(out_dir, config, rows)
+        wall = time.perf_counter() - t0
+        _write_status(out_dir, options, "complete", resumed_from=resumed_from, wall_time=wall)
+        _atomic_write_text(out_dir / COMPLETE, f"{steps}\n")
+    except BaseException as exc:
+        if bar is not None:
+            bar.close()
+        has_checkpoint = load_checkpoint(out_dir) is not None
+        if created and not has_checkpoint:
+            shutil.rmtree(out_dir, ignore_errors=True)  # nothing worth resuming: leave no directory
+        elif out_dir.is_dir():
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            _write_status(out_dir, options, status, resumed_from=resumed_from, error=repr(exc))
+        raise
+    return RunResult(out_dir=out_dir, config=config, step=steps, particles=particles, metrics=rows,
+                     wall_time=wall, resumed_from=resumed_from)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def config_from_args(args):
+    """The :class:`~ntkgan.presets.Config` of parsed ``ntkgan run`` arguments (presets, then options)."""
+    from ntkgan.presets import make_config
+
+    overrides = {}
+    for key in ("steps", "seed", "backend", "log_every", "checkpoint_every"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    for item in args.set or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = _parse_value(value)
+    return make_config(loss=args.loss, arch=args.arch, data=args.data, **overrides)
+
+
+def _run_cli(args) -> int:
+    try:
+        return _run_cli_checked(args)
+    except FloatingPointError as exc:  # a diverged flow: the run directory says "failed"
+        print(f"ntkgan run: the run failed: {exc} (try a smaller --set eta=...)", file=sys.stderr)
+        return 1
+
+
+def _run_cli_checked(args) -> int:
+    if args.resume is not None:
+        config = None
+        if args.steps is not None:
+            config = _read_config(Path(args.resume))
+            config = type(config).from_dict(dict(config.to_dict(), steps=args.steps))
+        out = Path(args.resume)
+        result = run(config, out, resume=True, progress=not args.quiet,
+                     checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every)
+    else:
+        config = config_from_args(args)
+        out = Path(args.out) if args.out else default_out_dir(config)
+        result = run(config, out, progress=not args.quiet, snapshot_every=args.snapshot_every,
+                     overwrite=args.overwrite)
+    last = result.metrics[-1] if result.metrics else {}
+    sink = last.get("sinkhorn", float("nan"))
+    print(f"{result.out_dir}: {result.step} steps in {result.wall_time:.1f} s, final Sinkhorn {sink:.6g}")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register ``ntkgan run`` on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "run",
+        help="train: move particles toward a target under an (infinite-width) discriminator",
+        description=(
+            "Run one experiment and write its run directory: config.json/yaml, metrics.csv, checkpoints, "
+            "PNG snapshots in img/, animation.gif and metrics.png, then a COMPLETE marker. Presets name the "
+            "loss, architecture and data; explicit options override them."
+        ),
+    )
+    p.add_argument("--loss", default="inf_ipm", help="loss preset (default: %(default)s)")
+    p.add_argument("--arch", default="relu", help="architecture preset (default: %(default)s)")
+    p.add_argument("--data", default="eight_gaussians",
+                   help="data preset or dataset name, e.g. image:PATH (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's, 50000)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    p.add_argument("--backend", default=None, help="kernel backend: rust or jax (default: rust)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<loss>-<arch>-<data>-seed<S>)")
+    p.add_argument("--log-every", dest="log_every", type=int, default=None,
+                   help="steps between metric rows (default: the preset's, 100)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
+                   help="steps between checkpoints (default: the preset's, 5000; always one at the end)")
+    p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=None,
+                   help="steps between PNG snapshots (default: about 40 per run; 0 = none)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its last checkpoint (only --steps, --checkpoint-every "
+                        "and --snapshot-every are read; --steps may extend it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_cli)

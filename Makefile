@@ -36,9 +36,10 @@ test-py: $(STAMP)
 
 test: install test-rust test-py
 
-# The main job on its defaults: the kernel benchmark table (the experiment runner takes over later).
+# The main job on its defaults: a short particle run (inf_ipm, relu, eight_gaussians, 2 000 steps)
+# writing runs/quickstart (metrics.csv, snapshots, animation.gif, metrics.png).
 run: install
-	$(VPY) benches/bench_kernels.py
+	$(VENV)/bin/ntkgan run --steps 2000 --out runs/quickstart --overwrite
 
 bench: install
 	$(VPY) benches/bench_kernels.py

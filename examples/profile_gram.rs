@@ -26,7 +26,12 @@ fn main() {
         })
         .collect();
     let w: Vec<f64> = xs[..n].to_vec();
-    _core::pool::set_num_threads(1);
+    _core::pool::set_num_threads(
+        std::env::var("NT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+    );
     let arch = Arch::relu(3, 1.0, 1.0);
     let x = Points::new(&xs, n, d).unwrap();
     let reps = 5;

@@ -73,6 +73,8 @@ impl<'a> Points<'a> {
 struct Side<'a> {
     pts: Points<'a>,
     diag: Vec<f64>,
+    /// `1 / diag` (0 where diag is 0)
+    inv_diag: Vec<f64>,
     ddiag: Vec<f64>,
     /// `y` transposed, `(d, n)`, for the direct inner products at small `d`.
     transposed: Vec<f64>,
@@ -103,9 +105,14 @@ impl<'a> Side<'a> {
         } else {
             Vec::new()
         };
+        let inv_diag = diag
+            .iter()
+            .map(|&v| if v > 0.0 { 1.0 / v } else { 0.0 })
+            .collect();
         Side {
             pts,
             diag,
+            inv_diag,
             ddiag,
             transposed,
         }
@@ -258,8 +265,9 @@ fn eval_block<T: Num>(ctx: &Ctx, sx: &[T], j0: usize, r: &[T], out: &mut [T], si
         match arch.act {
             Activation::AbRelu { a, b } => {
                 let (cc, f) = abrelu_consts(a, b);
+                let iys = &ctx.ys.inv_diag[l * m + j0..l * m + j0 + len];
                 for j in 0..len {
-                    let (o, t, s2) = abrelu_pair(cc, f, sxl, ys[j], sxy[j], th[j]);
+                    let (o, t, s2) = abrelu_pair(cc, f, sxl, ys[j], iys[j], sxy[j], th[j]);
                     sin2[j] = if s2 < sin2[j] { s2 } else { sin2[j] };
                     let (u, v) = dense_after(arch, l, o, t);
                     sxy[j] = u;

@@ -38,6 +38,10 @@ pub trait Num:
     fn sqrt_safe(self) -> Self;
     /// `atan2(y, x)`, equal to `fill` at `(0, 0)`.
     fn atan2_fill(y: Self, x: Self, fill: f64) -> Self;
+    /// `atan2_fill(y, x, fill)` whose derivative uses the caller's `1/(x^2 + y^2) = ia * ib` (both factors
+    /// finite, or 0 where the point is `(0, 0)`): the ReLU-family layers know it from per-point
+    /// reciprocals (`x^2 + y^2 = Sxx Syy` there), which saves two divisions per pair and layer.
+    fn atan2_known_r2(y: Self, x: Self, fill: f64, ia: f64, ib: f64) -> Self;
     /// `exp(x)`.
     fn exp(self) -> Self;
     /// `if cond { a } else { b }` (written so that it compiles to a select).
@@ -66,6 +70,10 @@ impl Num for f64 {
         } else {
             a
         }
+    }
+    #[inline(always)]
+    fn atan2_known_r2(y: Self, x: Self, fill: f64, _ia: f64, _ib: f64) -> Self {
+        f64::atan2_fill(y, x, fill)
     }
     #[inline(always)]
     fn exp(self) -> Self {
@@ -248,6 +256,16 @@ impl<const N: usize> Num for Dual<N> {
         let r2 = xs * xs + ys * ys;
         let id = if live { im / r2 } else { 0.0 };
         let (cy, cx) = (xs * id, ys * id);
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = y.d[k] * cy - x.d[k] * cx;
+        }
+        Dual { v, d }
+    }
+    #[inline(always)]
+    fn atan2_known_r2(y: Self, x: Self, fill: f64, ia: f64, ib: f64) -> Self {
+        let v = f64::atan2_fill(y.v, x.v, fill);
+        let (cy, cx) = ((x.v * ia) * ib, (y.v * ia) * ib);
         let mut d = [0.0; N];
         for k in 0..N {
             d[k] = y.d[k] * cy - x.d[k] * cx;

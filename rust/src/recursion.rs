@@ -89,13 +89,24 @@ pub const TAU: f64 = 1e-4;
 /// ABReLU pair map (fast form).  Returns `(S'xy, Theta', margin)` with `margin = s^2 - TAU Sxx Syy`,
 /// negative when `sin^2 theta < TAU` (the pair needs the stable recursion); `margin = 1` when the map
 /// has no cusp (`a == b`).  A zero variance gives `s^2 = 0 = TAU Sxx Syy`, not flagged: the fast form is
-/// exact there.
+/// exact there.  `isy = 1/Syy` (0 if `Syy = 0`); the derivative of `theta` uses
+/// `s^2 + Sxy^2 = Sxx Syy`.
 #[inline(always)]
-pub fn abrelu_pair<T: Num>(cc: f64, f: f64, sx: T, sy: f64, sxy: T, th: T) -> (T, T, f64) {
+pub fn abrelu_pair<T: Num>(
+    cc: f64,
+    f: f64,
+    sx: T,
+    sy: f64,
+    isy: f64,
+    sxy: T,
+    th: T,
+) -> (T, T, f64) {
     let prod = sx * sy;
     let s2 = prod - sxy * sxy;
     let s = s2.sqrt_safe();
-    let theta = T::atan2_fill(s, sxy, FRAC_PI_2);
+    let sxv = sx.val();
+    let isx = if sxv > 0.0 { 1.0 / sxv } else { 0.0 };
+    let theta = T::atan2_known_r2(s, sxy, FRAC_PI_2, isx, isy);
     let sdot = theta * (-f) + cc;
     let out = s * f + sdot * sxy;
     let margin = if f != 0.0 {
@@ -136,7 +147,15 @@ pub fn act_pair<T: Num>(act: &Activation, sx: T, sy: f64, sxy: T, th: T) -> (T, 
     match *act {
         Activation::AbRelu { a, b } => {
             let (cc, f) = abrelu_consts(a, b);
-            abrelu_pair(cc, f, sx, sy, sxy, th)
+            abrelu_pair(
+                cc,
+                f,
+                sx,
+                sy,
+                if sy > 0.0 { 1.0 / sy } else { 0.0 },
+                sxy,
+                th,
+            )
         }
         Activation::Erf { a, b, c } => {
             let (o, t) = erf_pair(a, b, c, sx, sy, sxy, th);

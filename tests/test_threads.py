@@ -185,3 +185,14 @@ def test_multiprocessing_fork_pool_can_compute(restore_threads):
         got = pool.map_async(_pool_task, range(3)).get(timeout=60)
     for a, b in zip(got, ref):
         assert np.array_equal(a, b)
+
+
+def test_rust_panic_becomes_a_python_exception():
+    """A panic inside the Rust core (raised on purpose by a test hook) surfaces as RuntimeError, and the
+    module keeps working afterwards (no abort, the pool is intact)."""
+    core = pytest.importorskip("ntkgan._core", reason="the Rust extension is not built")
+    with pytest.raises(RuntimeError, match="internal error in ntkgan._core .*deliberate panic"):
+        core._panic_for_tests()
+    x = np.eye(3)
+    k = ntkgan.kernel(x, arch=ntkgan.Mlp(depth=1), backend="rust")
+    assert k.shape == (3, 3) and np.isfinite(k).all()

@@ -28,7 +28,7 @@ use crate::num::{Dual, Num};
 use crate::pool;
 use crate::recursion::{
     abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_pair, input_layer, pair_stable,
-    rbf_pair, Invariants,
+    rbf_pair, rbf_pair_dist, Invariants,
 };
 
 pub use crate::recursion::TAU;
@@ -239,11 +239,35 @@ fn inner_block(
     }
 }
 
+/// `out[j] = |x_i - y_{j0+j}|^2 / d`, summed in index order.
+#[inline(always)]
+fn dist_block(ctx: &Ctx, i: usize, j0: usize, len: usize, out: &mut [f64]) {
+    let xi = ctx.xs.pts.row(i);
+    let dd = ctx.d as f64;
+    for j in 0..len {
+        let yj = ctx.ys.pts.row(j0 + j);
+        let mut s = 0.0;
+        for (a, b) in xi.iter().zip(yj) {
+            let t = a - b;
+            s += t * t;
+        }
+        out[j] = s / dd;
+    }
+}
+
 /// The recursion over a block of `len <= B` pairs `(x_i, y_{j0..j0+len})`, one layer at a time.
 /// `sx[l]` is row i's diagonal chain; writes `out[j]` (the kernel) and `margin[j]`, negative when the
 /// pair needs the stable recursion (see [`abrelu_pair`]).
 #[inline(always)]
-fn eval_block<T: Num>(ctx: &Ctx, sx: &[T], j0: usize, r: &[T], out: &mut [T], sin2: &mut [f64]) {
+fn eval_block<T: Num>(
+    ctx: &Ctx,
+    i: usize,
+    sx: &[T],
+    j0: usize,
+    r: &[T],
+    out: &mut [T],
+    sin2: &mut [f64],
+) {
     let arch = &ctx.arch;
     let len = r.len();
     let m = ctx.ys.pts.n;
@@ -277,6 +301,20 @@ fn eval_block<T: Num>(ctx: &Ctx, sx: &[T], j0: usize, r: &[T], out: &mut [T], si
             Activation::Erf { a, b, c } => {
                 for j in 0..len {
                     let (o, t) = erf_pair(a, b, c, sxl, ys[j], sxy[j], th[j]);
+                    let (u, v) = dense_after(arch, l, o, t);
+                    sxy[j] = u;
+                    th[j] = v;
+                }
+            }
+            Activation::Rbf { gamma } if l == 0 => {
+                // first layer: the distance's value from |x - y|^2 directly (see rbf_pair_dist)
+                let mut dist = [0.0; B];
+                dist_block(ctx, i, j0, len, &mut dist);
+                let w2 = arch.w_std * arch.w_std;
+                for j in 0..len {
+                    let base = sxl + ys[j] - sxy[j] * 2.0;
+                    let exact = base + (w2 * dist[j] - base.val());
+                    let (o, t) = rbf_pair_dist(gamma, exact, th[j]);
                     let (u, v) = dense_after(arch, l, o, t);
                     sxy[j] = u;
                     th[j] = v;
@@ -453,7 +491,7 @@ fn gram_tile_impl(
                     None
                 };
                 inner_block(ctx, i, b0, len, grow, &mut r);
-                eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
+                eval_block::<f64>(ctx, i, &sx, b0, &r[..len], &mut vals, &mut sin2);
                 for j in 0..len {
                     if sin2[j] < 0.0 {
                         vals[j] = stable_value(
@@ -616,7 +654,7 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
                 for j in 0..len {
                     rd[j] = Dual::new(r[j], [0.0, sig_r]);
                 }
-                eval_block::<Dual<2>>(ctx, &sx, b0, &rd[..len], &mut vals, &mut sin2);
+                eval_block::<Dual<2>>(ctx, i, &sx, b0, &rd[..len], &mut vals, &mut sin2);
                 let wb = &w[b0..b0 + len];
                 let bslot = &mut brow[b0 - c0..b0 - c0 + len];
                 for j in 0..len {
@@ -776,7 +814,7 @@ fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64])
                     None
                 };
                 inner_block(ctx, i, b0, len, grow, &mut r);
-                eval_block::<f64>(ctx, &sx, b0, &r[..len], &mut vals, &mut sin2);
+                eval_block::<f64>(ctx, i, &sx, b0, &r[..len], &mut vals, &mut sin2);
                 for j in 0..len {
                     if sin2[j] < 0.0 {
                         vals[j] = stable_value(

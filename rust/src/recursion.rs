@@ -136,8 +136,15 @@ pub fn erf_pair<T: Num>(a: f64, b: f64, c: f64, sx: T, sy: f64, sxy: T, th: T) -
 /// Rbf pair map.
 #[inline(always)]
 pub fn rbf_pair<T: Num>(gamma: f64, sx: T, sy: f64, sxy: T, th: T) -> (T, T) {
-    let e = ((sx + sy) * (-1.0) + sxy * 2.0) * gamma;
-    let out = e.exp();
+    rbf_pair_dist(gamma, sx + sy - sxy * 2.0, th)
+}
+
+/// Rbf pair map from the feature-space distance `D = Sxx + Syy - 2 Sxy`: `exp(-gamma D)`.  At the first
+/// layer the drivers pass `D` with its value replaced by `w^2 |x - y|^2 / d` computed directly (the
+/// difference of covariances loses `eps (Sxx + Syy) / D` relative, amplified by later layers).
+#[inline(always)]
+pub fn rbf_pair_dist<T: Num>(gamma: f64, dist: T, th: T) -> (T, T) {
+    let out = (dist * (-gamma)).exp();
     (out, th * out * (2.0 * gamma))
 }
 

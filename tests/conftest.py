@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from ntkgan import backends
 
 settings.register_profile(
-    "ci", derandomize=True, deadline=None, print_blob=True,
+    "ci", derandomize=True, deadline=None, print_blob=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(

@@ -452,7 +452,11 @@ def kernel(x: np.ndarray, y: np.ndarray | None, arch: Mlp, kind: str) -> np.ndar
     c = _compiled(arch, kind)
     if y is None or y is x:
         (lx,) = _row_labels(x)
-        return _to_numpy(c.gram_sym(jnp.asarray(x), jnp.asarray(lx)))
+        k = _to_numpy(c.gram_sym(jnp.asarray(x), jnp.asarray(lx)))
+        # mirror the upper triangle on the host: XLA may round the two triangles differently
+        lower = np.tril_indices(k.shape[0], -1)
+        k[lower] = k.T[lower]
+        return k
     lx, ly = _row_labels(x, y)
     return _to_numpy(c.gram(jnp.asarray(x), jnp.asarray(y), jnp.asarray(lx), jnp.asarray(ly)))
 

@@ -6,9 +6,14 @@ Public functions validate here, then call a private worker that trusts its input
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-__all__ = ["check_array", "check_pair", "check_vector", "check_kind", "KINDS", "MIN_SCALE", "MAX_SCALE"]
+__all__ = [
+    "check_array", "check_pair", "check_vector", "check_kind", "check_real", "KINDS", "MIN_SCALE", "MAX_SCALE",
+]
 
 KINDS = ("ntk", "nngp")
 
@@ -17,6 +22,20 @@ KINDS = ("ntk", "nngp")
 #: it.  Exact zero rows are fine.  Rescale data outside this range.
 MIN_SCALE = 1e-100
 MAX_SCALE = 1e50
+
+
+def check_real(value, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
+    """A finite real scalar (not a bool) as float; ``positive``/``nonneg`` add ``> 0`` / ``>= 0``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonneg and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
 
 
 def check_kind(kind) -> str:

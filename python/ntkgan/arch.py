@@ -37,6 +37,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ntkgan._validation import check_real
+
 __all__ = [
     "ACTIVATIONS",
     "ABRelu",
@@ -55,19 +57,6 @@ __all__ = [
 ]
 
 PARAMETERIZATIONS = ("ntk", "standard")
-
-
-def _check_finite_number(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
 
 
 class Activation:
@@ -117,8 +106,8 @@ class ABRelu(Activation):
     b: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "a", _check_finite_number("ABRelu.a", self.a))
-        object.__setattr__(self, "b", _check_finite_number("ABRelu.b", self.b))
+        object.__setattr__(self, "a", check_real(self.a, "ABRelu.a"))
+        object.__setattr__(self, "b", check_real(self.b, "ABRelu.b"))
 
     def rust_spec(self):
         return ("abrelu", (self.a, self.b))
@@ -146,7 +135,7 @@ def Relu() -> ABRelu:
 
 def LeakyRelu(alpha: float = 0.2) -> ABRelu:
     """``alpha * min(x, 0) + max(x, 0)`` = ``ABRelu(alpha, 1)``."""
-    return ABRelu(_check_finite_number("leaky_relu.alpha", alpha), 1.0)
+    return ABRelu(check_real(alpha, "leaky_relu.alpha"), 1.0)
 
 
 def Abs() -> ABRelu:
@@ -180,7 +169,7 @@ class Erf(Activation):
 
     def __post_init__(self):
         for name in ("a", "b", "c"):
-            object.__setattr__(self, name, _check_finite_number(f"Erf.{name}", getattr(self, name)))
+            object.__setattr__(self, name, check_real(getattr(self, name), f"Erf.{name}"))
 
     def rust_spec(self):
         return ("erf", (self.a, self.b, self.c))
@@ -220,7 +209,7 @@ class Rbf(Activation):
     gamma: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "gamma", _check_finite_number("Rbf.gamma", self.gamma, positive=True))
+        object.__setattr__(self, "gamma", check_real(self.gamma, "Rbf.gamma", positive=True))
 
     def rust_spec(self):
         return ("rbf", (self.gamma,))
@@ -276,7 +265,7 @@ class Sin(Activation):
 
     def __post_init__(self):
         for name in ("a", "b", "c"):
-            object.__setattr__(self, name, _check_finite_number(f"Sin.{name}", getattr(self, name)))
+            object.__setattr__(self, name, check_real(getattr(self, name), f"Sin.{name}"))
 
     def to_stax(self):
         from neural_tangents import stax
@@ -387,8 +376,8 @@ class Mlp:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         object.__setattr__(self, "depth", int(self.depth))
         object.__setattr__(self, "activation", parse_activation(self.activation))
-        object.__setattr__(self, "w_std", _check_finite_number("w_std", self.w_std, positive=True))
-        object.__setattr__(self, "b_std", _check_finite_number("b_std", self.b_std, nonneg=True))
+        object.__setattr__(self, "w_std", check_real(self.w_std, "w_std", positive=True))
+        object.__setattr__(self, "b_std", check_real(self.b_std, "b_std", nonneg=True))
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(
                 f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"

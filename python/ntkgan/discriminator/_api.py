@@ -2,12 +2,12 @@ r"""``train_discriminator``: one door to infinite-width (kernel) and finite-widt
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
 from ntkgan._validation import check_array, check_kind
+from ntkgan._validation import check_real as _check_real
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._infinite import DEFAULT_TOL, train_infinite
@@ -23,19 +23,6 @@ METHODS = {
 }
 DYNAMICS = ("flow", "gd")
 F0 = ("zero", "random")
-
-
-def _check_real(value, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
 
 
 def _check_samples(fake, real) -> tuple[np.ndarray, np.ndarray]:

@@ -446,6 +446,27 @@ fn has_avx2() -> bool {
     }
 }
 
+/// `$name(args)` runs `$imp(args)` compiled with AVX2 (the clone `$avx`) when the CPU has it, else the
+/// baseline build of the same `#[inline(always)]` body.
+macro_rules! avx2_dispatch {
+    ($name:ident, $avx:ident, $imp:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx($($arg: $ty),*) {
+            $imp($($arg),*)
+        }
+
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU supports AVX2.
+                return unsafe { $avx($($arg),*) };
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Gram matrix
 
@@ -519,28 +540,7 @@ fn gram_tile_impl(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gram_tile_avx2(
-    ctx: &Ctx,
-    i0: usize,
-    i1: usize,
-    j0: usize,
-    j1: usize,
-    out: SyncPtr,
-    mirror: bool,
-) {
-    gram_tile_impl(ctx, i0, i1, j0, j1, out, mirror)
-}
-
-fn gram_tile(ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2.
-        return unsafe { gram_tile_avx2(ctx, i0, i1, j0, j1, out, mirror) };
-    }
-    gram_tile_impl(ctx, i0, i1, j0, j1, out, mirror)
-}
+avx2_dispatch!(gram_tile, gram_tile_avx2, gram_tile_impl, (ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool));
 
 /// The kernel matrix `K[i, j] = k(x_i, y_j)`, row-major `(n, m)`; `y = None` computes the symmetric
 /// `K(x, x)` from its upper triangle of tiles and mirrors it (exactly symmetric).
@@ -728,20 +728,7 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn grad_rows_avx2(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
-    grad_rows_impl(ctx, i0, i1, w, g)
-}
-
-fn grad_rows(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2.
-        return unsafe { grad_rows_avx2(ctx, i0, i1, w, g) };
-    }
-    grad_rows_impl(ctx, i0, i1, w, g)
-}
+avx2_dispatch!(grad_rows, grad_rows_avx2, grad_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]));
 
 /// `G[i, :] = sum_j w_j d/dx k(x, y_j) |_{x = x_i}`, row-major `(n, d)`.
 pub fn kernel_grad(
@@ -844,20 +831,7 @@ fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64])
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn matvec_rows_avx2(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
-    matvec_rows_impl(ctx, i0, i1, v, out)
-}
-
-fn matvec_rows(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2.
-        return unsafe { matvec_rows_avx2(ctx, i0, i1, v, out) };
-    }
-    matvec_rows_impl(ctx, i0, i1, v, out)
-}
+avx2_dispatch!(matvec_rows, matvec_rows_avx2, matvec_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]));
 
 /// `(K v)[i] = sum_j k(x_i, y_j) v_j` without storing `K`.
 pub fn kernel_matvec(

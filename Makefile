@@ -16,7 +16,7 @@ $(VPY):
 # Python deps (with the JAX extra, so the agreement tests really run) + the Rust extension, built in release.
 $(STAMP): $(VPY) pyproject.toml Cargo.toml $(shell find rust -name '*.rs')
 	$(VPY) -m pip install -q "maturin>=1.7,<2"
-	$(VPY) -m pip install -q -e ".[jax,test,bench]"
+	$(VPY) -m pip install -q -e ".[jax,test,bench,dask]"
 	@touch $(STAMP)
 
 install: $(STAMP)

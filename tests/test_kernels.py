@@ -202,6 +202,35 @@ def test_matvec_equals_kernel_times_v(backend, data, kind, sym):
     assert np.all(np.abs(kv - k @ v) <= 1e-12 * scale + 1e-300), f"{kv} vs {k @ v}"
 
 
+@_settings(25)
+@given(data=st.data(), kind=st.sampled_from(KINDS))
+def test_value_and_grad_equals_matvec_and_grad(backend, data, kind):
+    """kernel_value_and_grad(x, y, w) == (kernel(x, y) @ w, kernel_grad(x, y, w)), special points included
+    (duplicates take the stable path, whose value must be added too)."""
+    arch = data.draw(_archs(backend, ALL_ARCHS))
+    n, m, d = data.draw(_shapes(backend))
+    x = data.draw(_points(n, d))
+    y = np.concatenate([x[: max(1, n // 2)], data.draw(_points(m, d))])
+    w = data.draw(hnp.arrays(np.float64, (y.shape[0],), elements=st.floats(-3, 3)))
+    f, g = ntkgan.kernel_value_and_grad(x, y, w, arch=arch, kind=kind, backend=backend)
+    k = ntkgan.kernel(x, y, arch=arch, kind=kind, backend=backend)
+    assert f.shape == (n,) and g.shape == (n, d)
+    scale = np.abs(k) @ np.abs(w)
+    assert np.all(np.abs(f - k @ w) <= 1e-12 * scale + 1e-300), f"{f} vs {k @ w}"
+    assert_close(g, ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend=backend), rtol=0, atol=0)
+
+
+def test_value_and_grad_validates_like_kernel_grad():
+    arch = ntkgan.Mlp(depth=2)
+    x, y = np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="weights"):
+        ntkgan.kernel_value_and_grad(x, y, np.ones(3), arch=arch)
+    with pytest.raises(ValueError, match="x"):
+        ntkgan.kernel_value_and_grad(np.full((3, 2), np.nan), y, np.ones(4), arch=arch)
+    f, g = ntkgan.kernel_value_and_grad(np.zeros((0, 2)), y, np.ones(4), arch=arch)
+    assert f.shape == (0,) and g.shape == (0, 2)
+
+
 def _fd_pair_grads(x, y, arch, kind, backend, h):
     """Centred differences ``D[i, a, j] = (k(x_i + h_i e_a, y_j) - k(x_i - h_i e_a, y_j)) / (2 h_i)``.
 

@@ -462,3 +462,46 @@ def test_cosine_metric_and_notebook_statistics():
 def test_modes_reject_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --------------------------------------------------------------------------------------------------
+# the Rust soft-min behind the Sinkhorn divergence
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-3, 0.7, 300.0])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (64, 33)])
+def test_softmin_matches_scipy_logsumexp(eps, shape):
+    from scipy.special import logsumexp
+
+    from ntkgan import _core
+
+    rng = np.random.default_rng(3)
+    cost = rng.random(shape) * 20.0
+    f = rng.standard_normal(shape[1]) * 5.0
+    want = -eps * logsumexp(f[None, :] - cost / eps, axis=1)
+    got = _core.softmin(cost, f, eps)
+    assert np.all(np.abs(got - want) <= 1e-14 * np.maximum(np.abs(want), eps)), np.abs(got - want).max()
+
+
+def test_softmin_rejects_bad_eps_and_shapes():
+    from ntkgan import _core
+
+    with pytest.raises(ValueError, match="eps"):
+        _core.softmin(np.ones((2, 2)), np.zeros(2), 0.0)
+    with pytest.raises(ValueError, match="f has length"):
+        _core.softmin(np.ones((2, 2)), np.zeros(3), 1.0)
+
+
+def test_sinkhorn_bits_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((150, 2)), rng.standard_normal((130, 2)) + 1.0
+    before = ntkgan.get_num_threads()
+    try:
+        values = []
+        for n in (1, 2, 3):
+            ntkgan.set_num_threads(n)
+            values.append(ntkgan.metrics.sinkhorn_divergence(x, y))
+    finally:
+        ntkgan.set_num_threads(before)
+    assert values[0] == values[1] == values[2]

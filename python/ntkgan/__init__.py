@@ -8,7 +8,7 @@ from __future__ import annotations
 from ntkgan import backends, datasets, metrics
 from ntkgan.discriminator import LOSSES, Discriminator, train_discriminator
 from ntkgan.arch import ACTIVATIONS, ABRelu, Abs, Erf, Gelu, Identity, LeakyRelu, Mlp, Rbf, Relu, Sigmoid, Sin
-from ntkgan.kernels import kernel, kernel_grad, kernel_matvec
+from ntkgan.kernels import kernel, kernel_grad, kernel_matvec, kernel_value_and_grad
 from ntkgan.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "kernel",
     "kernel_grad",
     "kernel_matvec",
+    "kernel_value_and_grad",
     "set_num_threads",
     "train_discriminator",
     "adequation",

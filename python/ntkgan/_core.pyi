@@ -26,10 +26,22 @@ def kernel_grad(
 ) -> npt.NDArray[np.float64]:
     """(n, d) array ``G[i] = sum_j weights[j] d/dx k(x_i, y_j)``."""
 
+def kernel_value_grad(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    spec: dict,
+    ntk: bool,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(K(x, y) @ weights, kernel_grad(...))`` in one pass: shapes (n,) and (n, d)."""
+
 def kernel_matvec(
     x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], v: npt.NDArray[np.float64], spec: dict, ntk: bool
 ) -> npt.NDArray[np.float64]:
     """(n,) array ``K(x, y) @ v`` without storing K."""
+
+def softmin(cost: npt.NDArray[np.float64], f: npt.NDArray[np.float64], eps: float) -> npt.NDArray[np.float64]:
+    """(n,) array ``-eps * log sum_j exp(f_j - cost[i, j] / eps)`` (log-domain Sinkhorn's soft-min)."""
 
 def set_num_threads(n: int) -> None:
     """Use n >= 1 threads from now on."""

@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "ntkgan._adequation",
     "ntkgan.runner",
     "ntkgan.vector_field",
+    "ntkgan.sweep",
+    "ntkgan.studies",
 )
 
 

@@ -5,6 +5,9 @@ r"""Infinite-width NTK and NNGP kernels of :class:`~ntkgan.arch.Mlp` networks, a
     \texttt{kernel\_grad}(x, y, w)_i = \sum_j w_j \nabla_1 k(x_i, y_j), \qquad
     \texttt{kernel\_matvec}(x, y, v)_i = \sum_j k(x_i, y_j) v_j,
 
+and ``kernel_value_and_grad(x, y, w)`` returning ``(kernel_matvec(x, y, w), kernel_grad(x, y, w))`` in one
+pass (what a kernel discriminator :math:`f = \sum_j w_j k(\cdot, y_j)` needs at the particles),
+
 with :math:`k` the NTK :math:`\Theta` (``kind="ntk"``) or the NNGP :math:`\Sigma` (``kind="nngp"``) of the
 network, computed by the closed-form layer recursion documented in :mod:`ntkgan.arch`.
 
@@ -25,7 +28,7 @@ from ntkgan import backends as _backends
 from ntkgan._validation import check_kind, check_pair, check_vector
 from ntkgan.arch import Mlp
 
-__all__ = ["kernel", "kernel_grad", "kernel_matvec"]
+__all__ = ["kernel", "kernel_grad", "kernel_matvec", "kernel_value_and_grad"]
 
 
 def _check_arch(arch) -> Mlp:
@@ -127,3 +130,36 @@ def kernel_matvec(x, y, v, *, arch: Mlp, kind: str = "ntk", backend: str | None 
     if x.shape[0] == 0 or m == 0:
         return np.zeros(x.shape[0])
     return be.kernel_matvec(x, y, v, arch, kind)
+
+
+def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
+                          backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(f, G)`` with :math:`f_i = \sum_j w_j k(x_i, y_j)` and :math:`G_i = \sum_j w_j \nabla_1 k(x_i, y_j)`.
+
+    Equal to ``(kernel_matvec(x, y, weights), kernel_grad(x, y, weights))``; the Rust backend computes
+    both in the pass that computes the gradient (the values are the real parts of the dual numbers it
+    already evaluates), so it costs about one ``kernel_grad``.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, d)
+    y : array-like of shape (m, d)
+        ``None`` means ``y = x``.
+    weights : array-like of shape (m,)
+    arch, kind, backend
+        As in :func:`kernel`.
+
+    Returns
+    -------
+    f : ndarray of shape (n,), float64
+    G : ndarray of shape (n, d), float64
+    """
+    arch = _check_arch(arch)
+    kind = check_kind(kind)
+    be = _backends.get_backend(backend)
+    x, y = check_pair(x, y)
+    y = x if y is None else y
+    weights = check_vector(weights, "weights", y.shape[0], "y")
+    if x.shape[0] == 0 or y.shape[0] == 0:
+        return np.zeros(x.shape[0]), np.zeros(x.shape)
+    return be.kernel_value_grad(x, y, weights, arch, kind)

@@ -160,6 +160,65 @@ fn kernel_grad<'py>(
     out.into_pyarray(py).reshape([n, d])
 }
 
+/// kernel_value_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
+#[pyfunction]
+#[pyo3(signature = (x, y, weights, spec, ntk))]
+fn kernel_value_grad<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray2<'py, f64>,
+    weights: PyReadonlyArray1<'py, f64>,
+    spec: &Bound<'py, PyDict>,
+    ntk: bool,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+    let arch = parse_arch(spec)?;
+    let (xo, xc, n, d) = rows(&x);
+    let (yo, yc, m, dy) = rows(&y);
+    let xs: &[f64] = if xc { x.as_slice()? } else { &xo };
+    let ys: &[f64] = if yc { y.as_slice()? } else { &yo };
+    let wo: Vec<f64>;
+    let ws: &[f64] = match weights.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            wo = weights.as_array().iter().copied().collect();
+            &wo
+        }
+    };
+    let (v, g) = run(py, || {
+        gram::kernel_value_grad(
+            &arch,
+            kind_of(ntk),
+            gram::Points::new(xs, n, d)?,
+            gram::Points::new(ys, m, dy)?,
+            ws,
+        )
+    })?;
+    Ok((v.into_pyarray(py), g.into_pyarray(py).reshape([n, d])?))
+}
+
+/// softmin(cost, f, eps) -> (n,) array ``-eps * log sum_j exp(f_j - cost_ij / eps)`` (Sinkhorn's soft-min).
+#[pyfunction]
+#[pyo3(signature = (cost, f, eps))]
+fn softmin<'py>(
+    py: Python<'py>,
+    cost: PyReadonlyArray2<'py, f64>,
+    f: PyReadonlyArray1<'py, f64>,
+    eps: f64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (co, cc, n, m) = rows(&cost);
+    let cs: &[f64] = if cc { cost.as_slice()? } else { &co };
+    let fo: Vec<f64>;
+    let fs: &[f64] = match f.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            fo = f.as_array().iter().copied().collect();
+            &fo
+        }
+    };
+    let out = run(py, || crate::softmin::softmin(cs, n, m, fs, eps))?;
+    Ok(out.into_pyarray(py))
+}
+
 /// kernel_matvec(x, y, v, spec, ntk) -> (n,) array.
 #[pyfunction]
 #[pyo3(signature = (x, y, v, spec, ntk))]
@@ -243,6 +302,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_grad, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matvec, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_value_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(softmin, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_reset_after_fork, m)?)?;

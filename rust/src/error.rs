@@ -2,13 +2,16 @@
 
 use std::fmt;
 
-/// What can go wrong in the core: a bad architecture description or inconsistent array shapes.
+/// What can go wrong in the core: a bad architecture description, inconsistent array shapes or
+/// an out-of-domain scalar.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NtkError {
     /// The architecture description is invalid (unknown activation, bad parameter, ...).
     Arch(String),
     /// Array shapes do not fit together.
     Shape(String),
+    /// A scalar argument is out of its domain.
+    Value(String),
 }
 
 impl fmt::Display for NtkError {
@@ -16,6 +19,7 @@ impl fmt::Display for NtkError {
         match self {
             NtkError::Arch(msg) => write!(f, "invalid architecture: {msg}"),
             NtkError::Shape(msg) => write!(f, "shape mismatch: {msg}"),
+            NtkError::Value(msg) => write!(f, "invalid value: {msg}"),
         }
     }
 }

@@ -433,40 +433,6 @@ fn stable_grad_add(
     }
 }
 
-/// Whether the AVX2 clones of the tile functions can run (same numbers either way: no FMA contraction).
-#[inline(always)]
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `$name(args)` runs `$imp(args)` compiled with AVX2 (the clone `$avx`) when the CPU has it, else the
-/// baseline build of the same `#[inline(always)]` body.
-macro_rules! avx2_dispatch {
-    ($name:ident, $avx:ident, $imp:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $avx($($arg: $ty),*) {
-            $imp($($arg),*)
-        }
-
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if has_avx2() {
-                // SAFETY: the CPU supports AVX2.
-                return unsafe { $avx($($arg),*) };
-            }
-            $imp($($arg),*)
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Gram matrix
 
@@ -605,7 +571,14 @@ fn row_scales(x: &[f64], dd: f64) -> (f64, f64) {
 }
 
 #[inline(always)]
-fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
+fn grad_rows_impl(
+    ctx: &Ctx,
+    i0: usize,
+    i1: usize,
+    w: &[f64],
+    g: &mut [f64],
+    mut val: Option<&mut [f64]>,
+) {
     let (m, d, depth) = (ctx.ys.pts.n, ctx.d, ctx.arch.depth);
     let dd = d as f64;
     let ni = i1 - i0;
@@ -616,6 +589,12 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
         Vec::new()
     };
     let mut acc = vec![0.0; ni * B]; // lanes of sum_j w_j dk/dp
+    let want_val = val.is_some();
+    let mut vacc = if want_val {
+        vec![0.0; ni * B]
+    } else {
+        Vec::new()
+    }; // lanes of sum_j w_j k
     let mut bt = vec![0.0; ni * TJ]; // w_j dk/dr for the current column tile
     let mut gy = vec![0.0; ni * d]; // sum_j w_j dk/dr y_j
     let mut flagged: Vec<(usize, usize)> = Vec::new();
@@ -663,6 +642,14 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
                     let kr = if keep { vals[j].d[1] } else { 0.0 };
                     lanes[j] += wb[j] * kp;
                     bslot[j] = wb[j] * kr;
+                }
+                if want_val {
+                    let vl = &mut vacc[a * B..(a + 1) * B];
+                    for j in 0..len {
+                        // flagged pairs get their value from the stable path below
+                        let v = if sin2[j] >= 0.0 { vals[j].v } else { 0.0 };
+                        vl[j] += wb[j] * v;
+                    }
                 }
                 for j in 0..len {
                     if sin2[j] < 0.0 {
@@ -713,9 +700,28 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
             g[a * d + c] = coef * xi[c] + gy[a * d + c] * cy;
         }
     }
+    if let Some(out) = val.as_deref_mut() {
+        for a in 0..ni {
+            let mut s = 0.0;
+            for &t in &vacc[a * B..(a + 1) * B] {
+                s += t;
+            }
+            out[a] = s;
+        }
+    }
     let mut scratch = vec![0.0; 2 * d];
     for &(i, j) in &flagged {
         let a = i - i0;
+        if let Some(out) = val.as_deref_mut() {
+            out[a] += w[j]
+                * stable_value(
+                    &ctx.arch,
+                    ctx.kind,
+                    ctx.xs.pts.row(i),
+                    ctx.ys.pts.row(j),
+                    &mut scratch,
+                );
+        }
         stable_grad_add(
             &ctx.arch,
             ctx.kind,
@@ -728,7 +734,7 @@ fn grad_rows_impl(ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]) {
     }
 }
 
-avx2_dispatch!(grad_rows, grad_rows_avx2, grad_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64]));
+avx2_dispatch!(grad_rows, grad_rows_avx2, grad_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64], val: Option<&mut [f64]>));
 
 /// `G[i, :] = sum_j w_j d/dx k(x, y_j) |_{x = x_i}`, row-major `(n, d)`.
 pub fn kernel_grad(
@@ -755,10 +761,46 @@ pub fn kernel_grad(
         g.par_chunks_mut(TI * d).enumerate().for_each(|(a, gt)| {
             let i0 = a * TI;
             let i1 = (i0 + TI).min(x.n);
-            grad_rows(&ctx, i0, i1, w, gt);
+            grad_rows(&ctx, i0, i1, w, gt, None);
         });
     });
     Ok(g)
+}
+
+/// `(K w, G)` in one pass: `values[i] = sum_j w_j k(x_i, y_j)` and `G` as in [`kernel_grad`] (the value
+/// is the real part of the dual numbers the gradient already evaluates, so it costs almost nothing).
+pub fn kernel_value_grad(
+    arch: &Arch,
+    kind: Kind,
+    x: Points,
+    y: Points,
+    w: &[f64],
+) -> Result<(Vec<f64>, Vec<f64>), NtkError> {
+    ensure!(
+        w.len() == y.n,
+        Shape,
+        "weights has length {} but y has {} rows",
+        w.len(),
+        y.n
+    );
+    let ctx = Ctx::new(arch, kind, x, y)?;
+    let d = x.d;
+    let mut g = vec![0.0; x.n * d];
+    let mut v = vec![0.0; x.n];
+    if x.n == 0 || y.n == 0 {
+        return Ok((v, g));
+    }
+    pool::install(|| {
+        g.par_chunks_mut(TI * d)
+            .zip(v.par_chunks_mut(TI))
+            .enumerate()
+            .for_each(|(a, (gt, vt))| {
+                let i0 = a * TI;
+                let i1 = (i0 + TI).min(x.n);
+                grad_rows(&ctx, i0, i1, w, gt, Some(vt));
+            });
+    });
+    Ok((v, g))
 }
 
 // ---------------------------------------------------------------------------------------------------

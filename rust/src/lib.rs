@@ -8,6 +8,9 @@
     clippy::neg_cmp_op_on_partial_ord
 )]
 
+#[macro_use]
+pub mod simd;
+
 pub mod arch;
 pub mod atan;
 pub mod error;
@@ -15,6 +18,7 @@ pub mod gram;
 pub mod num;
 pub mod pool;
 pub mod recursion;
+pub mod softmin;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -91,7 +91,7 @@ from scipy.integrate import solve_ivp
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._losses import LOSSES, Loss
-from ntkgan.kernels import kernel, kernel_grad, kernel_matvec
+from ntkgan.kernels import kernel, kernel_grad, kernel_matvec, kernel_value_and_grad
 
 __all__ = ["DENSE_MAX_N", "EIGH_MAX_N", "KernelDiscriminator", "lambertw_exp", "train_infinite"]
 
@@ -181,6 +181,16 @@ class KernelDiscriminator(Discriminator):
             out = out + self.prior.grad(x)
         return out
 
+    def value_and_grad(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``(f(x), grad f(x))`` in one kernel pass (:func:`ntkgan.kernel_value_and_grad`)."""
+        x = self._check_x(x)
+        f, g = kernel_value_and_grad(x, self.support, self.coef, arch=self.arch, kind=self.kind,
+                                     backend=self.backend)
+        if self.prior is not None:
+            f0, g0 = self.prior.value_and_grad(x)
+            f, g = f + f0, g + g0
+        return f, g
+
     @property
     def support_values(self) -> np.ndarray:
         """:math:`f_t` on the training set ``support`` (computed once), shape (n,)."""
@@ -232,6 +242,10 @@ class GaussianProcessPrior:
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         return kernel_grad(x, self.support, self.coef, arch=self.arch, kind="nngp", backend=self.backend)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return kernel_value_and_grad(x, self.support, self.coef, arch=self.arch, kind="nngp",
+                                     backend=self.backend)
 
 
 # ==================================================================================================

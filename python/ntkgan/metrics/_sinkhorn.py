@@ -1,6 +1,6 @@
 r"""Debiased Sinkhorn divergence, computed exactly as geomloss's ``SamplesLoss("sinkhorn")`` does (private).
 
-This is a numpy transcription of geomloss 0.2.4 / 0.3.x (``sinkhorn_divergence.py``: ``epsilon_schedule``,
+This is a transcription (numpy, with the soft-min reduction in Rust) of geomloss 0.2.4 / 0.3.x (``sinkhorn_divergence.py``: ``epsilon_schedule``,
 ``sinkhorn_loop``, ``sinkhorn_cost``; ``sinkhorn_samples.py``: ``softmin_tensorized``), restricted to
 balanced transport (``reach=None``) and the dense ("tensorized") backend that geomloss picks for
 ``n * m <= 5000**2``.  It is written from the algorithm, not copied; on the project's reference clouds it
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ntkgan import _core
 from ntkgan.metrics._common import (
     check_clouds,
     check_positive,
@@ -23,9 +24,8 @@ __all__ = ["sinkhorn_divergence"]
 
 # geomloss's ``log_weights`` gives zero-weight points this log-weight instead of -inf.
 _LOG_ZERO = -100000.0
-# exp(-700) ~ 1e-304 is still a normal double; clipping there avoids numpy's slow underflow path and
-# cannot change a row sum, which always contains exp(0) = 1 (the row maximum).
-_EXP_FLOOR = -700.0
+# (ntkgan._core.softmin raises exponents below -700 to -700: exp(-700) ~ 1e-304 is still a normal double,
+# and this cannot change a row sum, which always contains exp(0) = 1, the row maximum)
 
 
 def sinkhorn_divergence(
@@ -171,29 +171,17 @@ def _log_weights(w: np.ndarray) -> np.ndarray:
 class _Softmin:
     r"""``softmin(eps, f)_i = -eps * log sum_j exp(f_j - C_ij / eps)`` for one fixed cost matrix.
 
-    ``transpose=True`` reduces over the rows of ``C`` instead (i.e. uses ``C.T`` without copying it).
-    The work matrix is a view into a buffer shared by all softmins of one solve.
+    The reduction runs in Rust (``ntkgan._core.softmin``: row maximum, then the sum of
+    ``exp(max(w - top, -700))`` with a vectorised exponential within 2 ulp, rows in parallel and the same
+    bits for any thread count).  ``transpose=True`` reduces over the rows of ``C`` (its transpose is
+    copied once, contiguous, so every call streams rows).
     """
 
-    def __init__(self, cost: np.ndarray, work: np.ndarray, *, transpose: bool = False):
-        self.cost = cost
-        self.work = work[: cost.size].reshape(cost.shape)
-        self.axis = 0 if transpose else 1
+    def __init__(self, cost: np.ndarray, *, transpose: bool = False):
+        self.cost = np.ascontiguousarray(cost.T if transpose else cost)
 
     def __call__(self, eps: float, f: np.ndarray) -> np.ndarray:
-        w = self.work
-        np.multiply(self.cost, -1.0 / eps, out=w)
-        if self.axis == 1:
-            w += f[None, :]
-            top = w.max(axis=1)
-            w -= top[:, None]
-        else:
-            w += f[:, None]
-            top = w.max(axis=0)
-            w -= top[None, :]
-        np.maximum(w, _EXP_FLOOR, out=w)
-        np.exp(w, out=w)
-        return -eps * (np.log(w.sum(axis=self.axis)) + top)
+        return _core.softmin(self.cost, np.ascontiguousarray(f, dtype=np.float64), float(eps))
 
 
 def _sinkhorn(x, y, a, b, *, blur, scaling, p, diameter, debias) -> float:
@@ -204,14 +192,12 @@ def _sinkhorn(x, y, a, b, *, blur, scaling, p, diameter, debias) -> float:
             return 0.0
     eps_s = _epsilon_schedule(p, diameter, blur, scaling)
 
-    n, m = x.shape[0], y.shape[0]
-    work = np.empty(max(n * n, m * m, n * m) if debias else n * m)
     c_xy = _cost(x, y, p)
-    sm_xy = _Softmin(c_xy, work)  # -> potential on x from a function on y
-    sm_yx = _Softmin(c_xy, work, transpose=True)  # -> potential on y from a function on x
+    sm_xy = _Softmin(c_xy)  # -> potential on x from a function on y
+    sm_yx = _Softmin(c_xy, transpose=True)  # -> potential on y from a function on x
     if debias:
-        sm_xx = _Softmin(_cost(x, x, p, same=True), work)
-        sm_yy = _Softmin(_cost(y, y, p, same=True), work)
+        sm_xx = _Softmin(_cost(x, x, p, same=True))
+        sm_yy = _Softmin(_cost(y, y, p, same=True))
     a_log, b_log = _log_weights(a), _log_weights(b)
 
     # Naming as in geomloss: a_* are potentials paired with alpha's weights, b_* with beta's;

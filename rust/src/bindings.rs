@@ -160,6 +160,9 @@ fn kernel_grad<'py>(
     out.into_pyarray(py).reshape([n, d])
 }
 
+/// `(values, gradient)` arrays returned to Python.
+type ValueGrad<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
 /// kernel_value_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
 #[pyfunction]
 #[pyo3(signature = (x, y, weights, spec, ntk))]
@@ -170,7 +173,7 @@ fn kernel_value_grad<'py>(
     weights: PyReadonlyArray1<'py, f64>,
     spec: &Bound<'py, PyDict>,
     ntk: bool,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> PyResult<ValueGrad<'py>> {
     let arch = parse_arch(spec)?;
     let (xo, xc, n, d) = rows(&x);
     let (yo, yc, m, dy) = rows(&y);

@@ -19,7 +19,7 @@
 //! Determinism.  Every output entry is computed by one task, and every sum runs in a fixed order that
 //! does not depend on the tiling of rows or on the number of threads.
 
-use std::f64::consts::FRAC_PI_2;
+use std::f64::consts::{FRAC_PI_2, PI};
 
 use rayon::prelude::*;
 
@@ -336,16 +336,43 @@ fn eval_block<T: Num>(
     out[..len].copy_from_slice(src);
 }
 
-/// [`eval_block`] for `Dual<2>` on the ABReLU family, with the two tangents written out by hand.
-///
-/// Per layer, with `X = Sxx` (row i), `Y = Syy`, `S = Sxy`, `s = sqrt(XY - S^2)`, `theta = atan2(s, S)`,
-/// `Sdot = cc - f theta`: `dS' = Sdot dS + (f s / 2X) dX` and `dtheta = (S dX / 2X - dS) / s` (both from
-/// `s^2 + S^2 = XY`; where `s = 0` the cusp convention `ds = 0` gives `dtheta = 0`, `dS' = Sdot dS`), and
-/// `dTheta' = Sdot dTheta - f Theta dtheta`.  Tangent 0 is along `p = |x|^2/d` (`dX = X'_l sig_p`,
-/// `dS = 0` at the input), tangent 1 along `r = <x, y>/d` (`dX = 0`).  Same values as the generic
-/// path; the derivatives agree with it to rounding, at about half its arithmetic.
+/// Values and tangents of one pair after a dense layer: `S = w^2 o + b^2` and the NTK update, for the
+/// value and the two tangents (which carry no bias).
 #[inline(always)]
-fn eval_block_abrelu_grad(
+fn dense_tangents(
+    arch: &Arch,
+    bias: f64,
+    w2: f64,
+    o: [f64; 3],
+    t: [f64; 3],
+) -> ([f64; 3], [f64; 3]) {
+    let sv = [o[0] * w2 + bias, o[1] * w2, o[2] * w2];
+    let tv = if arch.standard {
+        [
+            o[0] * arch.width + t[0] * w2 + 1.0,
+            o[1] * arch.width + t[1] * w2,
+            o[2] * arch.width + t[2] * w2,
+        ]
+    } else {
+        [sv[0] + t[0] * w2, sv[1] + t[1] * w2, sv[2] + t[2] * w2]
+    };
+    (sv, tv)
+}
+
+/// [`eval_block`] for `Dual<2>` on the ABReLU family and erf, with the two tangents written out by hand
+/// (about half the arithmetic of the generic dual numbers; the same values, derivatives equal to rounding).
+///
+/// Tangent 0 is along `p = |x|^2/d` (`dX = X'_l sig_p`, `dS = 0` at the input), tangent 1 along
+/// `r = <x, y>/d` (`dX = 0`); `X = Sxx` (row i), `Y = Syy`, `S = Sxy`, `Theta` the NTK.
+///
+/// - ABReLU, with `s = sqrt(XY - S^2)`, `theta = atan2(s, S)`, `Sdot = cc - f theta`:
+///   `dS' = Sdot dS + (f s / 2X) dX`, `dtheta = (S dX / 2X - dS) / s` (both from `s^2 + S^2 = XY`; where
+///   `s = 0` the cusp convention `ds = 0` gives `dtheta = 0`), `dTheta' = Sdot dTheta - f Theta dtheta`.
+/// - erf (inputs scaled by `b^2`), with `q = 1 + 2(X + Y) + 4 max(s^2, 0)`, `r = sqrt q`:
+///   `S' = a^2 (2/pi) atan2(2S, r) + c^2`, `dr = dq / 2r`,
+///   `d atan2 = (2 r dS - 2 S dr) / (q + 4 S^2)`, `Theta' = a^2 b^2 (4/pi) Theta / r`.
+#[inline(always)]
+fn eval_block_grad(
     ctx: &Ctx,
     sx: &[Dual<2>],
     j0: usize,
@@ -355,80 +382,101 @@ fn eval_block_abrelu_grad(
     sin2: &mut [f64],
 ) {
     let arch = &ctx.arch;
-    let (a, b) = match arch.act {
-        Activation::AbRelu { a, b } => (a, b),
-        _ => unreachable!("eval_block_abrelu_grad needs an ABReLU activation"),
-    };
-    let (cc, f) = abrelu_consts(a, b);
     let len = r.len();
     let m = ctx.ys.pts.n;
     let dd = ctx.d as f64;
     let w2 = arch.w_std * arch.w_std;
-    let mut sv = [0.0; B];
-    let mut tv = [0.0; B];
-    let mut sp = [0.0; B];
-    let mut tp = [0.0; B];
-    let mut sr = [0.0; B];
-    let mut tr = [0.0; B];
+    // value, p-tangent, r-tangent of S and Theta, per lane (separate arrays, so the lanes vectorise)
+    let (mut s0, mut s1, mut s2v) = ([0.0; B], [0.0; B], [0.0; B]);
+    let (mut t0, mut t1, mut t2v) = ([0.0; B], [0.0; B], [0.0; B]);
     let sin2 = &mut sin2[..len];
     let dsr0 = w2 * sig_r;
     let dtr0 = if arch.standard { dd * sig_r } else { dsr0 };
     for j in 0..len {
         let (u, v) = input_layer(arch, r[j], dd);
-        sv[j] = u;
-        tv[j] = v;
-        sr[j] = dsr0;
-        tr[j] = dtr0;
+        (s0[j], s1[j], s2v[j]) = (u, 0.0, dsr0);
+        (t0[j], t1[j], t2v[j]) = (v, 0.0, dtr0);
         sin2[j] = 1.0;
     }
     for l in 0..arch.depth {
         let x = sx[l].v;
         let dx = sx[l].d[0];
-        let hx = if x > 0.0 { 0.5 / x } else { 0.0 };
         let ys = &ctx.ys.diag[l * m + j0..l * m + j0 + len];
         let bias = arch.bias_var_after(l);
-        for j in 0..len {
-            let (s_in, t_in) = (sv[j], tv[j]);
-            let prod = x * ys[j];
-            let s2 = prod - s_in * s_in;
-            let s = s2.sqrt_safe();
-            let theta = f64::atan2_fill(s, s_in, FRAC_PI_2);
-            let sdot = theta * (-f) + cc;
-            let o = s * f + sdot * s_in;
-            let t_act = t_in * sdot;
-            let margin = if f != 0.0 { s2 - TAU * prod } else { 1.0 };
-            sin2[j] = if margin < sin2[j] { margin } else { sin2[j] };
-            let is = if s2 > 0.0 { 1.0 / s } else { 0.0 };
-            // tangent along p
-            let dth_p = (s_in * hx * dx - sp[j]) * is;
-            let o_p = sdot * sp[j] + f * s * hx * dx;
-            let t_p = sdot * tp[j] - f * t_in * dth_p;
-            // tangent along r
-            let dth_r = -sr[j] * is;
-            let o_r = sdot * sr[j];
-            let t_r = sdot * tr[j] - f * t_in * dth_r;
-            // the dense layer
-            sv[j] = o * w2 + bias;
-            sp[j] = o_p * w2;
-            sr[j] = o_r * w2;
-            if arch.standard {
-                tv[j] = o * arch.width + t_act * w2 + 1.0;
-                tp[j] = o_p * arch.width + t_p * w2;
-                tr[j] = o_r * arch.width + t_r * w2;
-            } else {
-                tv[j] = sv[j] + t_act * w2;
-                tp[j] = sp[j] + t_p * w2;
-                tr[j] = sr[j] + t_r * w2;
+        match arch.act {
+            Activation::AbRelu { a, b } => {
+                let (cc, f) = abrelu_consts(a, b);
+                let hx = if x > 0.0 { 0.5 / x } else { 0.0 };
+                for j in 0..len {
+                    let (s_in, sp, sr, t_in, tp, tr) = (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]);
+                    let prod = x * ys[j];
+                    let s2 = prod - s_in * s_in;
+                    let s = s2.sqrt_safe();
+                    let theta = f64::atan2_fill(s, s_in, FRAC_PI_2);
+                    let sdot = theta * (-f) + cc;
+                    let margin = if f != 0.0 { s2 - TAU * prod } else { 1.0 };
+                    sin2[j] = if margin < sin2[j] { margin } else { sin2[j] };
+                    let is = if s2 > 0.0 { 1.0 / s } else { 0.0 };
+                    let dth_p = (s_in * hx * dx - sp) * is;
+                    let dth_r = -sr * is;
+                    let o = [s * f + sdot * s_in, sdot * sp + f * s * hx * dx, sdot * sr];
+                    let t = [
+                        t_in * sdot,
+                        sdot * tp - f * t_in * dth_p,
+                        sdot * tr - f * t_in * dth_r,
+                    ];
+                    let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
+                    (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                }
             }
+            Activation::Erf { a, b, c } => {
+                let b2 = b * b;
+                let (k_out, k_th) = (a * a * 2.0 / PI, b2 * a * a * 4.0 / PI);
+                let (xb, dxb) = (x * b2, dx * b2);
+                for j in 0..len {
+                    let (s_raw, sp_raw, sr_raw) = (s0[j], s1[j], s2v[j]);
+                    let (t_in, tp, tr) = (t0[j], t1[j], t2v[j]);
+                    let yb = ys[j] * b2;
+                    let (s_in, sp, sr) = (s_raw * b2, sp_raw * b2, sr_raw * b2);
+                    let s2 = xb * yb - s_in * s_in;
+                    let live = s2 > 0.0;
+                    let q = (xb + yb) * 2.0 + 1.0 + (if live { s2 } else { 0.0 }) * 4.0;
+                    let rr = q.sqrt_safe();
+                    let (ir, iden) = (1.0 / rr, 1.0 / (q + 4.0 * s_in * s_in));
+                    let ds2_p = if live {
+                        yb * dxb - 2.0 * s_in * sp
+                    } else {
+                        0.0
+                    };
+                    let ds2_r = if live { -2.0 * s_in * sr } else { 0.0 };
+                    let dr_p = 0.5 * (2.0 * dxb + 4.0 * ds2_p) * ir;
+                    let dr_r = 0.5 * (4.0 * ds2_r) * ir;
+                    let dth_p = (2.0 * rr * sp - 2.0 * s_in * dr_p) * iden;
+                    let dth_r = (2.0 * rr * sr - 2.0 * s_in * dr_r) * iden;
+                    let o = [
+                        f64::atan2_fill(s_in * 2.0, rr, 0.0) * k_out + c * c,
+                        k_out * dth_p,
+                        k_out * dth_r,
+                    ];
+                    let t = [
+                        t_in * k_th / rr,
+                        k_th * (tp - t_in * dr_p * ir) * ir,
+                        k_th * (tr - t_in * dr_r * ir) * ir,
+                    ];
+                    let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
+                    (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                }
+            }
+            Activation::Rbf { .. } => unreachable!("eval_block_grad handles ABReLU and erf"),
         }
     }
-    let ntk = ctx.kind == Kind::Ntk;
+    let (a0, a1, a2) = if ctx.kind == Kind::Ntk {
+        (&t0, &t1, &t2v)
+    } else {
+        (&s0, &s1, &s2v)
+    };
     for j in 0..len {
-        out[j] = if ntk {
-            Dual::new(tv[j], [tp[j], tr[j]])
-        } else {
-            Dual::new(sv[j], [sp[j], sr[j]])
-        };
+        out[j] = Dual::new(a0[j], [a1[j], a2[j]]);
     }
 }
 
@@ -702,7 +750,8 @@ fn grad_rows_impl(
     let mut rd = [Dual::<2>::cst(0.0); B];
     let mut vals = [Dual::<2>::cst(0.0); B];
     let mut sin2 = [0.0; B];
-    let abrelu = matches!(ctx.arch.act, Activation::AbRelu { .. });
+    // hand-written tangents for the ABReLU family and erf; rbf keeps the generic dual numbers
+    let by_hand = !matches!(ctx.arch.act, Activation::Rbf { .. });
     let mut c0 = 0;
     while c0 < m {
         let cl = TJ.min(m - c0);
@@ -729,8 +778,8 @@ fn grad_rows_impl(
                     None
                 };
                 inner_block(ctx, i, b0, len, grow, &mut r);
-                if abrelu {
-                    eval_block_abrelu_grad(ctx, &sx, b0, &r[..len], sig_r, &mut vals, &mut sin2);
+                if by_hand {
+                    eval_block_grad(ctx, &sx, b0, &r[..len], sig_r, &mut vals, &mut sin2);
                 } else {
                     for j in 0..len {
                         rd[j] = Dual::new(r[j], [0.0, sig_r]);

@@ -196,3 +196,17 @@ def test_rust_panic_becomes_a_python_exception():
     x = np.eye(3)
     k = ntkgan.kernel(x, arch=ntkgan.Mlp(depth=1), backend="rust")
     assert k.shape == (3, 3) and np.isfinite(k).all()
+
+
+def test_blas_single_thread_limits_and_restores():
+    from threadpoolctl import threadpool_info
+
+    from ntkgan.threads import blas_single_thread
+
+    def blas_threads():
+        return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+    before = blas_threads()
+    with blas_single_thread():
+        assert blas_threads() == [1]
+    assert blas_threads() == before

@@ -92,6 +92,7 @@ from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._losses import LOSSES, Loss
 from ntkgan.kernels import kernel, kernel_grad, kernel_matvec, kernel_value_and_grad
+from ntkgan.threads import blas_single_thread
 
 __all__ = ["DENSE_MAX_N", "EIGH_MAX_N", "KernelDiscriminator", "lambertw_exp", "train_infinite"]
 
@@ -498,7 +499,9 @@ def _solve_quadratic(loss: Loss, prob: _Problem, psi: Callable, method: str, tol
     dense = method == "krylov"
     if dense:
         prob.gram()
-    y, it = lanczos_apply(lambda v: sq * prob.kmv(sq * v, dense), b, psi, rtol=tol)
+    # one BLAS thread for the n x n products: spinning BLAS workers would slow the Rust calls around them
+    with blas_single_thread():
+        y, it = lanczos_apply(lambda v: sq * prob.kmv(sq * v, dense), b, psi, rtol=tol)
     return sq * y, {"iterations": it}
 
 

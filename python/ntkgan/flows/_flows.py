@@ -17,6 +17,7 @@ from ntkgan.flows._coupling import (
     two_number_step,
 )
 from ntkgan.flows._discriminators import DiscriminatorSource, _flatten_params, _load_params_inplace
+from ntkgan.threads import blas_single_thread
 
 __all__ = ["Flow", "GeneratorFlow", "ParticleFlow", "load_dataset", "make_flow"]
 
@@ -90,9 +91,19 @@ class Flow:
         """Current generated samples, shape (n, d)."""
         raise NotImplementedError
 
-    def step(self) -> float:
-        """One generator step; returns the generator loss, the mean of c(f(x_i)) before the move."""
+    def _step(self) -> float:
+        """One generator step (subclasses); see :meth:`step`."""
         raise NotImplementedError
+
+    def step(self) -> float:
+        """One generator step; returns the generator loss, the mean of c(f(x_i)) before the move.
+
+        Runs with one BLAS thread (:func:`ntkgan.threads.blas_single_thread`): a step alternates Rust
+        kernels, which use every core, with small BLAS products, and spinning BLAS threads would take
+        the cores from the Rust pool.
+        """
+        with blas_single_thread():
+            return self._step()
 
     # -- shared pieces -------------------------------------------------------------------------------
 
@@ -218,7 +229,7 @@ class ParticleFlow(Flow):
     def particles(self) -> np.ndarray:
         return self._x
 
-    def step(self) -> float:
+    def _step(self) -> float:
         loss, force = self._train_and_force(self._x)
         if self.theta is None:
             move = two_number_step(force, *self._ab)
@@ -283,7 +294,7 @@ class GeneratorFlow(Flow):
             self._cache = _F.apply(self.arch, self.params, self.latent)
         return self._cache
 
-    def step(self) -> float:
+    def _step(self) -> float:
         c = self.config
         if c.gen_fresh_z:
             z = latent_codes(self.batch, c.gen_latent_dim, c.gen_latent, rng=self.rng)

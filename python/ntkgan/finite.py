@@ -33,6 +33,10 @@ which is exactly 0 at init (the toolkit's ``--discr_antisymmetric``).  Its NTK i
 :math:`\tfrac12(\Theta_{\theta_1} + \Theta_{\theta_2})`, equal to the NTK of the plain network at init,
 so the infinite-width limit is the same kernel with :math:`f_0 = 0`.
 
+Gradient penalty.  :func:`grad_penalty` gives :math:`P(\theta) = \sum_i w_i \|\nabla_x f(x_i)\|^2` and its
+exact parameter gradient by double backprop (reverse mode through the input-gradient backward pass), which
+needs the activation's second derivative (:func:`activation_second_deriv`).
+
 All functions are vectorised over the batch (one matmul per layer), validate at the door (``ValueError``
 naming the argument) and then call private workers.
 
@@ -55,15 +59,18 @@ from typing import NamedTuple, Union
 import numpy as np
 
 from ntkgan._validation import check_array
-from ntkgan.arch import Activation, Mlp
+from ntkgan.arch import ABRelu, Activation, Erf, Gelu, Mlp, Rbf, Sin
 
 __all__ = [
     "AntisymmetricParams",
+    "activation_second_deriv",
     "apply",
     "empirical_nngp",
     "empirical_ntk",
+    "grad_penalty",
     "init_params",
     "input_grad",
+    "input_grad_vjp",
     "num_params",
     "param_grad",
     "sgd_update",
@@ -286,6 +293,183 @@ def _last_hidden(arch: Mlp, params: list, x: np.ndarray) -> np.ndarray:
     return hs[-1]
 
 
+# -- gradient penalty: double backprop ---------------------------------------------------------------
+
+
+def _second_deriv_fn(activation) -> Callable | None:
+    """``phi''`` as a numpy function (see :func:`activation_second_deriv`), None when it is identically 0
+    (the ReLU family); ValueError if unknown."""
+    own = getattr(activation, "numpy_deriv2", None)
+    if callable(own):
+        return own
+    if isinstance(activation, ABRelu):
+        return None
+    if isinstance(activation, Erf):
+        a, b = activation.a, activation.b
+        k = a * b * 2.0 / math.sqrt(math.pi)
+        return lambda z: (-2.0 * b * b * k) * z * np.exp(-((b * z) ** 2))
+    if isinstance(activation, Rbf):
+        k = math.sqrt(2.0 * activation.gamma)
+        return lambda z: (-math.sqrt(2.0) * k * k) * np.sin(k * z + math.pi / 4)
+    if isinstance(activation, Gelu):
+        return lambda z: (2.0 - z * z) * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    if isinstance(activation, Sin):
+        a, b, c = activation.a, activation.b, activation.c
+        return lambda z: (-a * b * b) * np.sin(b * z + c)
+    raise ValueError(
+        f"activation {activation!r} has no second derivative, which the gradient penalty needs "
+        "(give the activation a numpy_deriv2(x) method, or use grad_penalty=0)"
+    )
+
+
+def _input_backward(arch: Mlp, params: list, zs: list, sign: float, n: int):
+    r"""Backward pass of :math:`\nabla_x (s f)` with :math:`\delta_L = s`.
+
+    Returns ``deltas[l]`` (n, n_{l+1}) for l = 0..L, ``dhs[l] = c_l delta_l W_l^T`` (n, n_l) for
+    l = 1..L (``dhs[0]`` is None) and the input gradient ``g = c_0 delta_0 W_0^T`` (n, d).
+    """
+    dphi = arch.activation.numpy_deriv
+    scales = _scales(arch, params)
+    n_layers = len(params)
+    deltas = [None] * n_layers
+    dhs = [None] * n_layers
+    delta = np.full((n, params[-1][0].shape[1]), sign)
+    for layer in range(n_layers - 1, -1, -1):
+        deltas[layer] = delta
+        c = scales[layer][0]
+        dh = delta @ params[layer][0].T
+        if c != 1.0:
+            dh *= c
+        if layer > 0:
+            dhs[layer] = dh
+            delta = dh * dphi(zs[layer - 1])
+    return deltas, dhs, dh
+
+
+def _input_backward_adjoint(arch: Mlp, params: list, zs: list, dhs: list, gbar: np.ndarray):
+    r"""Reverse of :func:`_input_backward` for the adjoint ``gbar = dP/dg`` (n, d).
+
+    With :math:`u_0 = \bar g` and, for l = 0..L-1, :math:`\bar\delta_l = c_l u_l W_l`,
+    :math:`u_{l+1} = \bar\delta_l \odot \phi'(z_l)`, :math:`s_l = \bar\delta_l \odot dh_{l+1} \odot
+    \phi''(z_l)`, returns ``us`` (u_l, (n, n_l), l = 0..L) and ``sources`` (s_l, (n, n_{l+1}), l < L): the
+    penalty's adjoint of the weights through the backward pass is :math:`c_l u_l^\top \delta_l`, and
+    :math:`s_l` is its adjoint of the pre-activation :math:`z_l` (None when :math:`\phi'' \equiv 0`).
+    """
+    dphi = arch.activation.numpy_deriv
+    d2phi = _second_deriv_fn(arch.activation)
+    scales = _scales(arch, params)
+    n_layers = len(params)
+    us = [gbar]
+    sources = []
+    u = gbar
+    for layer in range(n_layers - 1):
+        c = scales[layer][0]
+        dbar = u @ params[layer][0]
+        if c != 1.0:
+            dbar *= c
+        z = zs[layer]
+        sources.append(None if d2phi is None else dbar * dhs[layer + 1] * d2phi(z))
+        u = dbar * dphi(z)
+        us.append(u)
+    return us, sources
+
+
+def _deltas_with_sources(arch: Mlp, params: list, zs: list, ct: np.ndarray, sources: list) -> list:
+    r"""Backprop :math:`D_L = ct`, :math:`D_{l-1} = c_l (D_l W_l^\top) \odot \phi'(z_{l-1}) + s_{l-1}`."""
+    dphi = arch.activation.numpy_deriv
+    scales = _scales(arch, params)
+    out = [None] * len(params)
+    delta = ct
+    for layer in range(len(params) - 1, -1, -1):
+        out[layer] = delta
+        if layer > 0:
+            c = scales[layer][0]
+            dh = delta @ params[layer][0].T
+            if c != 1.0:
+                dh *= c
+            delta = dh * dphi(zs[layer - 1])
+            if sources[layer - 1] is not None:
+                delta = delta + sources[layer - 1]
+    return out
+
+
+def _second_order_factors(arch: Mlp, halves: list, signs, caches: list, gbar_fn: Callable,
+                          ct: np.ndarray | None):
+    r"""Low-rank factors of :math:`\nabla_\theta [\langle ct, f\rangle + \langle \bar g, \nabla_x f\rangle]`.
+
+    ``f = sum_h s_h f_h`` over the plain halves ``halves`` with their forward ``caches``
+    ``(out, hs, zs)``; ``gbar = gbar_fn(g)`` is the adjoint of the input gradient ``g`` (n, d) (held
+    fixed in the derivative); ``ct`` (n,) is a loss cotangent (None: none).  Returns ``g`` and, per half,
+    ``(hs, D, us, deltas)`` with
+
+    .. math::
+        \nabla_{W_l} = c_l (h_l^\top D_l + u_l^\top \delta_l), \qquad
+        \nabla_{b_l} = \beta_l \textstyle\sum_i D_{l,i}.
+    """
+    n = caches[0][1][0].shape[0]
+    backs = [_input_backward(arch, p, zs, s, n) for p, s, (_, _, zs) in zip(halves, signs, caches)]
+    g = backs[0][2]
+    for b in backs[1:]:
+        g = g + b[2]
+    gbar = gbar_fn(g)
+    out = []
+    for p, s, (_, hs, zs), (deltas, dhs, _) in zip(halves, signs, caches, backs):
+        us, sources = _input_backward_adjoint(arch, p, zs, dhs, gbar)
+        top = np.zeros((n, p[-1][0].shape[1])) if ct is None else (s * ct)[:, None]
+        D = _deltas_with_sources(arch, p, zs, top, sources)
+        out.append((hs, D, us, deltas))
+    return g, out
+
+
+def _penalised_factors(arch: Mlp, halves: list, signs, caches: list, weights: np.ndarray,
+                       ct: np.ndarray | None):
+    r"""Factors of :math:`\nabla_\theta[\langle ct, f\rangle + \sum_i w_i\|\nabla_x f(x_i)\|^2]`; the penalty.
+
+    The penalty's input-gradient adjoint is :math:`\bar g = 2 w \odot g`; see
+    :func:`_second_order_factors`.
+    """
+    g, factors = _second_order_factors(arch, halves, signs, caches,
+                                       lambda g: (2.0 * weights)[:, None] * g, ct)
+    return float(weights @ np.einsum("ij,ij->i", g, g)), factors
+
+
+def _plain_halves(params: Params) -> tuple[list, tuple[float, ...]]:
+    """The plain networks ``f_h`` and signs ``s_h`` with ``f = sum_h s_h f_h``."""
+    if isinstance(params, AntisymmetricParams):
+        return [params.theta1, params.theta2], (_INV_SQRT2, -_INV_SQRT2)
+    return [params], (1.0,)
+
+
+def _assemble(arch: Mlp, params: Params, halves: list, factors: list) -> Params:
+    """Parameter gradients from the factors of :func:`_second_order_factors`."""
+    grads = []
+    for p, (hs, D, us, deltas) in zip(halves, factors):
+        layers = []
+        for h, dl, u, de, (c, beta) in zip(hs, D, us, deltas, _scales(arch, p)):
+            gW = h.T @ dl + u.T @ de
+            if c != 1.0:
+                gW *= c
+            layers.append((gW, beta * dl.sum(axis=0)))
+        grads.append(layers)
+    if isinstance(params, AntisymmetricParams):
+        return AntisymmetricParams(*grads)
+    return grads[0]
+
+
+def _grad_penalty(arch: Mlp, params: Params, x: np.ndarray, weights: np.ndarray):
+    halves, signs = _plain_halves(params)
+    caches = [_forward(arch, p, x) for p in halves]
+    value, factors = _penalised_factors(arch, halves, signs, caches, weights, None)
+    return value, _assemble(arch, params, halves, factors)
+
+
+def _input_grad_vjp(arch: Mlp, params: Params, x: np.ndarray, gbar: np.ndarray):
+    halves, signs = _plain_halves(params)
+    caches = [_forward(arch, p, x) for p in halves]
+    g, factors = _second_order_factors(arch, halves, signs, caches, lambda _: gbar, None)
+    return g, _assemble(arch, params, halves, factors)
+
+
 # --------------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------------
@@ -497,6 +681,155 @@ def param_grad(arch: Mlp, params: Params, x, cotangent) -> Params:
     """
     _, pullback = vjp(arch, params, x)
     return pullback(cotangent)[0]
+
+
+def activation_second_deriv(activation, x) -> np.ndarray:
+    r""":math:`\phi''(x)` of an activation, elementwise (used by the gradient penalty's double backprop).
+
+    ============ ==========================================================================
+    ABRelu(a, b) :math:`0` (piecewise linear; the kink's Dirac mass is dropped, as autodiff does)
+    Erf(a, b, c) :math:`-2 b^2 x\,\phi'(x) = -\tfrac{4 a b^3}{\sqrt\pi}\, x\, e^{-b^2 x^2}`
+    Rbf(gamma)   :math:`-k^2 \phi(x)`, :math:`k = \sqrt{2\gamma}`
+    Gelu         :math:`(2 - x^2)\, e^{-x^2/2} / \sqrt{2\pi}`
+    Sin(a, b, c) :math:`-a b^2 \sin(b x + c)`
+    ============ ==========================================================================
+
+    Another :class:`~ntkgan.arch.Activation` may define ``numpy_deriv2(x)``, which is then used.
+
+    Parameters
+    ----------
+    activation : str, Activation, tuple or dict
+        As accepted by :class:`~ntkgan.arch.Mlp`.
+    x : array-like
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+
+    Raises
+    ------
+    ValueError
+        An activation without a known second derivative (naming it).
+    """
+    from ntkgan.arch import parse_activation
+
+    fn = _second_deriv_fn(parse_activation(activation))
+    x = np.asarray(x, dtype=np.float64)
+    return np.zeros_like(x) if fn is None else np.asarray(fn(x), dtype=np.float64)
+
+
+def grad_penalty(arch: Mlp, params: Params, x, weights=None) -> tuple[float, Params]:
+    r"""Gradient penalty :math:`P = \sum_i w_i \|\nabla_x f(x_i)\|^2` and its parameter gradient.
+
+    Parameters
+    ----------
+    arch : Mlp
+    params : list of (W, b) or AntisymmetricParams
+        A network with one output.
+    x : array-like of shape (n, d)
+    weights : array-like of shape (n,), default=None
+        Non-negative finite weights :math:`w_i`; None means :math:`w_i = 1/n` (the mean over ``x``).
+
+    Returns
+    -------
+    value : float
+        :math:`P`.
+    grads : list of (dW, db) or AntisymmetricParams
+        :math:`\nabla_\theta P`, with the structure of ``params``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`apply`; more than one output; bad ``weights``; an activation without a second
+        derivative (:func:`activation_second_deriv`).
+
+    Notes
+    -----
+    Double backprop.  The input gradient comes from the backward pass with :math:`\delta_L = 1`,
+    :math:`\delta_{l-1} = dh_l \odot \phi'(z_{l-1})`, :math:`dh_l = c_l \delta_l W_l^\top`,
+    :math:`g = \nabla_x f = c_0 \delta_0 W_0^\top`.  Reverse mode through that pass, from
+    :math:`\bar g = 2 w \odot g`: with :math:`u_0 = \bar g`, for :math:`l = 0..L-1`
+
+    .. math::
+        \bar\delta_l = c_l u_l W_l, \qquad u_{l+1} = \bar\delta_l \odot \phi'(z_l), \qquad
+        s_l = \bar\delta_l \odot dh_{l+1} \odot \phi''(z_l),
+
+    then back through the forward pass with the sources :math:`s_l` injected at :math:`z_l`:
+    :math:`D_L = 0`, :math:`D_{l-1} = c_l (D_l W_l^\top) \odot \phi'(z_{l-1}) + s_{l-1}`, and
+
+    .. math::
+        \frac{\partial P}{\partial W_l} = c_l\,(h_l^\top D_l + u_l^\top \delta_l), \qquad
+        \frac{\partial P}{\partial b_l} = \beta_l \textstyle\sum_i D_{l,i}.
+
+    For antisymmetric params, :math:`g = (g_{\theta_1} - g_{\theta_2})/\sqrt2` and each half is
+    differentiated with :math:`\delta_L = \pm 1/\sqrt2` and the shared :math:`\bar g`.  For ReLU-family
+    activations :math:`\phi'' = 0`, so :math:`s_l = 0` and :math:`D = 0` (the input gradient is
+    piecewise constant in ``x``, yet depends on the weights through :math:`u_l^\top \delta_l`).
+
+    Examples
+    --------
+    >>> from ntkgan import Mlp
+    >>> arch = Mlp(depth=2, activation="erf", width=4)
+    >>> p = init_params(arch, 2, seed=0)
+    >>> value, grads = grad_penalty(arch, p, [[0.1, 0.2], [0.3, -0.4]])
+    >>> value > 0, [g[0].shape for g in grads]
+    (True, [(2, 4), (4, 4), (4, 1)])
+    """
+    arch = _check_arch(arch)
+    params, d_in, out_dim = _check_params(arch, params)
+    if out_dim != 1:
+        raise ValueError(f"params must have one output for the gradient penalty, got out_dim={out_dim}")
+    _second_deriv_fn(arch.activation)
+    x = _check_x(x, d_in)
+    n = x.shape[0]
+    if weights is None:
+        w = np.full(n, 1.0 / n) if n else np.zeros(0)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape (n,) = {(n,)}, got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("weights must be finite and >= 0")
+    return _grad_penalty(arch, params, x, w)
+
+
+def input_grad_vjp(arch: Mlp, params: Params, x, cotangent) -> tuple[np.ndarray, Params]:
+    r"""Input gradients :math:`g = \nabla_x f(x)` and the parameter gradient of :math:`\sum\bar g \cdot g`.
+
+    The mixed second derivative of the network, by the double backprop of :func:`grad_penalty` (which
+    is this with :math:`\bar g = 2 w \odot g`).  Its products give the mixed derivative of the
+    empirical NTK, :math:`\sum_p \partial_p \nabla_x f(x)\, \partial_p \nabla_z f(z)^\top
+    = \nabla_x \nabla_z \hat\Theta(x, z)`.
+
+    Parameters
+    ----------
+    arch : Mlp
+    params : list of (W, b) or AntisymmetricParams
+        A network with one output.
+    x : array-like of shape (n, d)
+    cotangent : array-like of shape (n, d)
+        :math:`\bar g`.
+
+    Returns
+    -------
+    g : ndarray of shape (n, d)
+    grads : list of (dW, db) or AntisymmetricParams
+
+    Raises
+    ------
+    ValueError
+        As :func:`grad_penalty`; a ``cotangent`` of the wrong shape or not finite.
+    """
+    arch = _check_arch(arch)
+    params, d_in, out_dim = _check_params(arch, params)
+    if out_dim != 1:
+        raise ValueError(f"params must have one output, got out_dim={out_dim}")
+    _second_deriv_fn(arch.activation)
+    x = _check_x(x, d_in)
+    ct = check_array(cotangent, "cotangent")
+    if ct.shape != x.shape:
+        raise ValueError(f"cotangent must have the shape of x, {x.shape}, got {ct.shape}")
+    return _input_grad_vjp(arch, params, x, ct)
 
 
 def empirical_ntk(arch: Mlp, params: Params, x, y=None, *, output: int = 0) -> np.ndarray:

@@ -154,6 +154,11 @@ class Config:
         Infinite-width solver (see :func:`ntkgan.discriminator.train_discriminator`); None = auto.
     d_depth, d_activation, d_width, d_w_std, d_b_std, d_parameterization
         The discriminator :class:`~ntkgan.arch.Mlp` (width only matters at finite width).
+    d_grad_penalty : float
+        Gradient penalty :math:`\lambda \ge 0` of a finite discriminator (``"persistent"`` or ``"reset"``):
+        its loss gets :math:`\lambda \frac{1}{N+M}\sum_{z}\|\nabla_x f(z)\|^2` over the fake and real
+        samples (:class:`~ntkgan.discriminator._finite.FiniteDiscriminator`).  0 = none; > 0 is refused
+        with ``discriminator="infinite"``.
     coupling : {"free", "generator", "kernel"}
         Free particles, a generator network, or kernel-coupled particles.
     theta : {"identity", "two_number", "ntk"}
@@ -205,6 +210,7 @@ class Config:
     d_w_std: float = 1.0
     d_b_std: float = 1.0
     d_parameterization: str = "ntk"
+    d_grad_penalty: float = 0.0
     # coupling
     coupling: str = "free"
     theta: str = "identity"
@@ -353,6 +359,7 @@ def _validate(c: Config) -> None:
     real("d_w_std", positive=True)
     real("d_b_std", nonneg=True)
     choice("d_parameterization", PARAMETERIZATIONS)
+    real("d_grad_penalty", nonneg=True)
     choice("coupling", COUPLINGS)
     choice("theta", THETAS)
     real("g1")
@@ -380,6 +387,9 @@ def _validate(c: Config) -> None:
     c.discriminator_arch()
     c.generator_arch()
     # combinations
+    if c.discriminator == "infinite" and c.d_grad_penalty > 0:
+        raise ValueError(f"d_grad_penalty applies to a finite-width discriminator ('persistent' or 'reset'), "
+                         f"got d_grad_penalty={c.d_grad_penalty!r} with discriminator='infinite'")
     if c.discriminator != "infinite":
         if c.d_kind != "ntk":
             raise ValueError(

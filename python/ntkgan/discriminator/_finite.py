@@ -22,6 +22,19 @@ function space one step is :math:`f_{k+1}(x) \approx f_k(x) - \eta \sum_z \hat\T
 gradient *descent* of :func:`ntkgan.train_discriminator` with ``width=None, dynamics="gd"`` (Jacot et al.
 2018; Lee et al. 2019), the error decaying like :math:`O(\mathrm{width}^{-1/2})`.
 
+Gradient penalty.  With ``grad_penalty`` :math:`= \lambda > 0` the loss becomes
+
+.. math::
+    L_\lambda(\theta) = L(\theta) + \lambda\, \frac{1}{N + M} \sum_{z \in Z} \|\nabla_x f_\theta(z)\|^2,
+
+the mean squared input gradient over the **union** of the N fake and M real samples (so the two sides
+weigh N : M; for N = M it equals the average of the two means).  Its parameter gradient is exact, by
+double backprop through the network (:func:`ntkgan.finite.grad_penalty`; it needs the activation's
+second derivative, zero for the ReLU family).  The penalty damps the discriminator: for a linear
+:math:`f(x) = w \cdot x` it is :math:`\lambda\|w\|^2`, i.e. weight decay, which turns the particle /
+discriminator oscillation of the GAN into a damped one (Durr et al.; ``ntkgan damping``).
+``grad_penalty=0`` (the default) runs the unpenalised code path, bit for bit.
+
 Initialisation.  ``f0="zero"`` uses the antisymmetric network
 :math:`f = (f_{\theta_1} - f_{\theta_2})/\sqrt2` with :math:`\theta_2 = \theta_1` at init, so
 :math:`f_0 \equiv 0` exactly while its NTK is the plain network's (the toolkit's
@@ -80,6 +93,13 @@ def _check_steps(n_steps) -> int:
     return int(n_steps)
 
 
+def _check_grad_penalty(grad_penalty) -> float:
+    v = grad_penalty
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"grad_penalty must be a finite real number >= 0, got {v!r}")
+    return float(v)
+
+
 def _check_f0(f0) -> str:
     if f0 not in F0:
         raise ValueError(f"f0 must be one of {F0}, got {f0!r}")
@@ -125,14 +145,30 @@ def _loss_cotangent(loss: Loss, f: np.ndarray, n_fake: int) -> np.ndarray:
     return loss.deriv(f, n_fake) * weights
 
 
-def _gd_step(arch: Mlp, params, loss: Loss, z: np.ndarray, n_fake: int, lr: float) -> np.ndarray:
-    """One full-batch gradient-descent step on ``L``, in place; returns ``f(z)`` before the step."""
+def _gd_step(arch: Mlp, params, loss: Loss, z: np.ndarray, n_fake: int, lr: float,
+             grad_penalty: float = 0.0) -> np.ndarray:
+    r"""One full-batch gradient-descent step on ``L`` (+ the gradient penalty), in place.
+
+    Returns ``f(z)`` before the step.  With ``grad_penalty`` :math:`\lambda > 0` the step is on
+    :math:`L + \lambda \operatorname{mean}_{z \in Z} \|\nabla_x f(z)\|^2`: the penalty's double-backprop
+    factors (:func:`ntkgan.finite.grad_penalty`) are computed before any weight moves, the loss cotangent
+    enters the same backprop as the penalty's sources, and each layer gets two rank-n updates
+    :math:`W_l \mathrel{-}= \eta c_l (h_l^\top D_l + u_l^\top \delta_l)`.
+    """
     halves, signs = _halves(params)
     caches = [_F._forward(arch, p, z) for p in halves]
     f = sum(s * out[:, 0] for s, (out, _, _) in zip(signs, caches))
     ct = _loss_cotangent(loss, f, n_fake)
-    # A gradient penalty lambda * E ||grad_x f||^2 (later issue) adds its own parameter gradient here,
-    # before any weight moves: its double-backprop factors are again rank-n updates of each layer.
+    if grad_penalty > 0.0:
+        weights = np.full(z.shape[0], grad_penalty / z.shape[0])
+        _, factors = _F._penalised_factors(arch, halves, signs, caches, weights, ct)
+        for p, (hs, D, us, deltas) in zip(halves, factors):
+            for (W, b), h, dl, u, de, (c, beta) in zip(p, hs, D, us, deltas, _F._scales(arch, p)):
+                _rank_update(W, h, dl, -lr * c)
+                _rank_update(W, u, de, -lr * c)
+                if beta != 0.0:
+                    b -= (lr * beta) * dl.sum(axis=0)
+        return f
     updates = []
     for p, s, (_, hs, zs) in zip(halves, signs, caches):
         deltas, _ = _F._deltas(arch, p, zs, (s * ct)[:, None])
@@ -195,9 +231,10 @@ class FiniteDiscriminator(Discriminator):
     One :meth:`step` is :math:`\theta \leftarrow \theta - \eta \nabla_\theta L`, with
     :math:`\nabla_{W_l} L = c_l h_l^\top \delta_l` and :math:`\nabla_{b_l} L = \beta_l \sum_z \delta_l`
     for the backprop cotangent :math:`\delta_L = \partial L / \partial f(z)` (see :mod:`ntkgan.finite`);
-    :meth:`param_grad` returns the same gradient through :func:`ntkgan.finite.vjp`.  A gradient penalty
-    :math:`\lambda \mathbb E \|\nabla_x f\|^2` is not implemented; it would add its parameter gradient in
-    the step worker before the update (marked there).
+    :meth:`param_grad` returns the same gradient through :func:`ntkgan.finite.vjp`.  With the gradient
+    penalty :math:`\lambda > 0` (``grad_penalty``) the loss is
+    :math:`L + \lambda \frac{1}{N+M}\sum_{z \in Z}\|\nabla_x f(z)\|^2` (the mean over the union of fake
+    and real samples; module notes), differentiated exactly by double backprop.
     """
 
     def __init__(self, arch: Mlp, params, *, loss, copy: bool = True):
@@ -287,33 +324,60 @@ class FiniteDiscriminator(Discriminator):
                 raise ValueError(f"{name} must hold at least one point, got shape {arr.shape}")
         return np.concatenate([fake, real]), fake.shape[0]
 
-    def loss_value(self, fake, real) -> float:
-        r"""The loss :math:`L(\theta)` on ``fake`` and ``real``, a float.
+    def loss_value(self, fake, real, grad_penalty: float = 0.0) -> float:
+        r"""The loss :math:`L_\lambda(\theta)` on ``fake`` and ``real``, a float.
 
-        :math:`L = \operatorname{mean}_i \ell_{\mathrm{fake}}(f(x_i))
-        + \operatorname{mean}_j \ell_{\mathrm{real}}(f(y_j))`.
+        :math:`L_\lambda = \operatorname{mean}_i \ell_{\mathrm{fake}}(f(x_i))
+        + \operatorname{mean}_j \ell_{\mathrm{real}}(f(y_j))
+        + \lambda \operatorname{mean}_{z \in Z} \|\nabla_x f(z)\|^2`, :math:`\lambda` = ``grad_penalty``
+        (the last term is left out when it is 0).
         """
         z, n_fake = self._check_samples(fake, real)
+        grad_penalty = _check_grad_penalty(grad_penalty)
         f = self(z)
-        return self.loss.value(f[:n_fake], f[n_fake:])
+        value = self.loss.value(f[:n_fake], f[n_fake:])
+        if grad_penalty > 0.0:
+            value += grad_penalty * self.grad_sqnorm(fake, real)
+        return value
 
-    def param_grad(self, fake, real):
-        r""":math:`\nabla_\theta L`, with the structure of :attr:`params` (through :func:`ntkgan.finite.vjp`).
+    def grad_sqnorm(self, fake, real) -> float:
+        r"""The penalised quantity :math:`\frac{1}{N+M}\sum_{z \in Z}\|\nabla_x f(z)\|^2`, a float.
+
+        The mean over the union :math:`Z = [x_1..x_N, y_1..y_M]` of the fake and real samples.
+        """
+        z, _ = self._check_samples(fake, real)
+        g = self.grad(z)
+        return float(np.mean(np.einsum("ij,ij->i", g, g)))
+
+    def param_grad(self, fake, real, grad_penalty: float = 0.0):
+        r""":math:`\nabla_\theta L_\lambda`, with the structure of :attr:`params`.
+
+        The loss part through :func:`ntkgan.finite.vjp`, the penalty part (when ``grad_penalty > 0``)
+        through :func:`ntkgan.finite.grad_penalty` with weights :math:`\lambda / (N + M)`.
 
         Parameters
         ----------
         fake : array-like of shape (N, d)
         real : array-like of shape (M, d)
+        grad_penalty : float, default=0.0
+            :math:`\lambda \ge 0`.
 
         Returns
         -------
         list of (dW, db) or AntisymmetricParams
         """
         z, n_fake = self._check_samples(fake, real)
+        grad_penalty = _check_grad_penalty(grad_penalty)
         out, pullback = _F.vjp(self.arch, self.params, z)
-        return pullback(_loss_cotangent(self.loss, out[:, 0], n_fake))[0]
+        grads = pullback(_loss_cotangent(self.loss, out[:, 0], n_fake))[0]
+        if grad_penalty > 0.0:
+            weights = np.full(z.shape[0], grad_penalty / z.shape[0])
+            _, pen = _F.grad_penalty(self.arch, self.params, z, weights)
+            grads = _F.tree_map(np.add, grads, pen)
+        return grads
 
-    def step(self, fake, real, n_steps: int = 1, lr: float = 0.1) -> "FiniteDiscriminator":
+    def step(self, fake, real, n_steps: int = 1, lr: float = 0.1,
+             grad_penalty: float = 0.0) -> "FiniteDiscriminator":
         r"""Take ``n_steps`` steps :math:`\theta \leftarrow \theta - \eta\nabla_\theta L` (in place).
 
         Parameters
@@ -326,6 +390,10 @@ class FiniteDiscriminator(Discriminator):
             Number of steps (0 does nothing).
         lr : float, default=0.1
             Step :math:`\eta > 0`.
+        grad_penalty : float, default=0.0
+            :math:`\lambda \ge 0`: step on :math:`L + \lambda \operatorname{mean}_{z \in Z}
+            \|\nabla_x f(z)\|^2` (mean over the union of fake and real samples).  0 is the plain loss,
+            bit for bit.
 
         Returns
         -------
@@ -335,22 +403,26 @@ class FiniteDiscriminator(Discriminator):
         ------
         ValueError
             Samples that are not finite 2-D arrays with ``d`` features or are empty; bad
-            ``n_steps`` or ``lr``.
+            ``n_steps``, ``lr`` or ``grad_penalty``; ``grad_penalty > 0`` with an activation that has no
+            second derivative.
         FloatingPointError
             If the loss derivative becomes non-finite (divergent training).
         """
         z, n_fake = self._check_samples(fake, real)
         n_steps = _check_steps(n_steps)
         lr = _check_lr(lr)
+        grad_penalty = _check_grad_penalty(grad_penalty)
+        if grad_penalty > 0.0:
+            _F._second_deriv_fn(self.arch.activation)
         for _ in range(n_steps):
-            _gd_step(self.arch, self.params, self.loss, z, n_fake, lr)
+            _gd_step(self.arch, self.params, self.loss, z, n_fake, lr, grad_penalty)
         self.steps += n_steps
         self.time += n_steps * lr
         return self
 
 
 def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float = 0.1, seed=0,
-                 f0: str = "zero") -> FiniteDiscriminator:
+                 f0: str = "zero", grad_penalty: float = 0.0) -> FiniteDiscriminator:
     r"""A network of width ``width`` trained by gradient descent with step ``lr`` for ``round(t / lr)`` steps.
 
     The finite-width counterpart of ``ntkgan.train_discriminator(..., width=None, dynamics="gd")``: the
@@ -374,6 +446,9 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
         Seeds the initialisation (an int is ``numpy.random.default_rng(seed)``, as
         :func:`ntkgan.finite.init_params`).
     f0 : {"zero", "random"}, default="zero"
+    grad_penalty : float, default=0.0
+        :math:`\lambda \ge 0` of the gradient penalty
+        :math:`\lambda \frac{1}{N+M}\sum_{z \in Z}\|\nabla_x f(z)\|^2` added to the loss.
 
     Returns
     -------
@@ -383,7 +458,8 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
     Raises
     ------
     ValueError
-        Naming the argument (bad samples, ``t``, ``width``, ``lr``, ``seed``, ``f0``, loss or arch).
+        Naming the argument (bad samples, ``t``, ``width``, ``lr``, ``seed``, ``f0``, ``grad_penalty``,
+        loss or arch).
     """
     if not isinstance(arch, Mlp):
         raise ValueError(f"arch must be an ntkgan.Mlp, got {type(arch).__name__}")
@@ -392,6 +468,7 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
     if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
         raise ValueError(f"width must be an integer >= 1, got {width!r}")
     lr = _check_lr(lr)
+    grad_penalty = _check_grad_penalty(grad_penalty)
     fake = check_array(fake, "fake")
     real = check_array(real, "real")
     if real.shape[1] != fake.shape[1]:
@@ -404,4 +481,4 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
         seed_kw = {"seed": seed}
     arch = dataclasses.replace(arch, width=int(width))
     disc = FiniteDiscriminator.init(arch, fake.shape[1], loss=loss, f0=f0, **seed_kw)
-    return disc.step(fake, real, n_steps=int(round(t / lr)), lr=lr)
+    return disc.step(fake, real, n_steps=int(round(t / lr)), lr=lr, grad_penalty=grad_penalty)

@@ -3,7 +3,8 @@ r"""How a flow gets its discriminator each step: infinite width, or a finite net
 - ``"infinite"``: :func:`ntkgan.discriminator.train_discriminator` with ``width=None``, re-solved from
   :math:`f_0` on the current (fake, real) sets every step, as in the paper.
 - ``"persistent"``: one :class:`~ntkgan.discriminator._finite.FiniteDiscriminator` kept across generator
-  steps; each step runs ``n_d_steps`` full-batch gradient steps of size ``d_lr`` on the current sets.
+  steps; each step runs ``n_d_steps`` full-batch gradient steps of size ``d_lr`` on the current sets (on the
+  loss plus the gradient penalty ``d_grad_penalty`` times the mean squared input gradient, when > 0).
 - ``"reset"``: a freshly initialised network every step (from the flow's RNG), then the same steps.
 """
 
@@ -81,7 +82,7 @@ class DiscriminatorSource:
             net = FiniteDiscriminator.init(self.arch, self.dim, loss=c.d_loss, f0=c.d_f0, rng=self.rng)
         else:
             net = self.network
-        return net.step(fake, real, n_steps=self.n_steps, lr=c.d_lr)
+        return net.step(fake, real, n_steps=self.n_steps, lr=c.d_lr, grad_penalty=c.d_grad_penalty)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A persistent network's parameters and counters (empty otherwise)."""

@@ -1,0 +1,51 @@
+r"""Studies of Durr et al.'s effective GAN dynamics: ``ntkgan collapse`` and ``ntkgan damping``.
+
+- :func:`collapse_study` (:mod:`ntkgan.studies.collapse`): kernel-coupled particles on a Gaussian mixture,
+  swept over the coupling :math:`g_2/g_1`, for several discriminator settings; the diversity order
+  parameter :math:`\log K + \sum_k p_k \log p_k` over time and at the end, and the transition points.
+- :func:`damping_study` (:mod:`ntkgan.studies.damping`): a persistent finite discriminator with the gradient
+  penalty :math:`\lambda\,\mathbb E\|\nabla_x f\|^2`, swept over :math:`\lambda`; convergence rates
+  against the linearised (damped-oscillator) model and its critical damping.
+
+Both run one task per setting and seed, serially or on a Dask cluster (``workers=K`` for a local one,
+``scheduler=ADDRESS`` for an existing one), each task single-threaded, so the numbers do not depend on where
+they ran.  :func:`add_cli` registers both subcommands.
+
+References
+----------
+.. [1] Durr, Mroueh, Tu, Wang. Effective Dynamics of Generative Adversarial Networks. Phys. Rev. X 13,
+       041004 (2023).
+"""
+
+from __future__ import annotations
+
+from ntkgan.studies.collapse import CollapseResult, collapse_study, transition_point
+from ntkgan.studies.damping import (
+    DampingResult,
+    continuous_roots,
+    damping_study,
+    decay_rate,
+    linear_model_map,
+    linear_model_rate,
+)
+
+__all__ = [
+    "CollapseResult",
+    "DampingResult",
+    "add_cli",
+    "collapse_study",
+    "continuous_roots",
+    "damping_study",
+    "decay_rate",
+    "linear_model_map",
+    "linear_model_rate",
+    "transition_point",
+]
+
+
+def add_cli(subparsers) -> None:
+    """Register ``ntkgan collapse`` and ``ntkgan damping`` on an ``argparse`` subparsers object."""
+    from ntkgan.studies import collapse, damping
+
+    collapse.add_cli(subparsers)
+    damping.add_cli(subparsers)

@@ -415,7 +415,8 @@ def markdown(report: dict) -> str:
         f"neural-tangents {v['neural_tangents'] or 'n/a'}; Rust threads {s['rust_threads']}; BLAS {blas}; "
         f"1-min load average {_f(load['start'], '.2f')} at the start, {_f(load['end'], '.2f')} at the end."),
         (f"eight_gaussians {s['n_source']} vs {s['n_target']}, relu (depth 3, b_std 1), eta {s['eta']:g}, "
-        f"t {s['t']:g}, float64, CPU. {s['steps']} timed steps after {s['warmup']} warm-up steps; "
+        f"t {s['t']:g}, float64, CPU. Timed steps after {s['warmup']} warm-up steps: rust {s['steps']}, "
+        f"jax {s.get('jax_steps', s['steps'])}, NT loop {s.get('nt_steps', s['steps'])}; "
         "ms/step = mean (median); 50k = projected time of 50 000 steps."),
         "",
         ("| loss | rust ms/step | jax ms/step | NT loop ms/step | rust/jax | target | met "
@@ -472,6 +473,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="50 timed steps, 2 warm-up, 3 check steps")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per case (default {DEFAULT_STEPS}, quick 50)")
+    parser.add_argument("--jax-steps", type=int, default=None,
+                        help="timed steps of the JAX backend flows (default: --steps)")
+    parser.add_argument("--nt-steps", type=int, default=None,
+                        help="timed steps of the neural-tangents loop (default: --steps)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5, quick 2)")
     parser.add_argument("--check-steps", type=int, default=None,
                         help="steps of the agreement check (default 5, quick 3)")
@@ -487,7 +492,10 @@ def main(argv=None) -> dict:
     steps = args.steps if args.steps is not None else (50 if args.quick else DEFAULT_STEPS)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     check_steps = args.check_steps if args.check_steps is not None else (3 if args.quick else 5)
+    jax_steps = args.jax_steps if args.jax_steps is not None else steps
+    nt_steps = args.nt_steps if args.nt_steps is not None else steps
     for name, value in (("--steps", steps), ("--warmup", warmup), ("--check-steps", check_steps),
+                        ("--jax-steps", jax_steps), ("--nt-steps", nt_steps),
                         ("--full-steps", args.full_steps)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
@@ -513,8 +521,8 @@ def main(argv=None) -> dict:
     agreement, jaxb, ref = [], {}, {}
     if jx is not None:
         agreement = [check_agreement(jx, loss, check_steps) for loss in LOSSES]
-        jaxb = {loss: time_flow(loss, "jax", steps, warmup) for loss in LOSSES}
-        ref = {loss: time_reference(jx, loss, steps, warmup) for loss in LOSSES}
+        jaxb = {loss: time_flow(loss, "jax", jax_steps, warmup) for loss in LOSSES}
+        ref = {loss: time_reference(jx, loss, nt_steps, warmup) for loss in LOSSES}
     else:
         notes.append("JAX/neural-tangents not used (absent or --no-jax): JAX and NT-loop columns are n/a.")
 
@@ -535,7 +543,8 @@ def main(argv=None) -> dict:
     cfg = config(LOSSES[0], "rust")
     report = {
         "machine": dict(machine_info(), load_average_1min=load, blas=blas_info()),
-        "settings": {"quick": args.quick, "steps": steps, "warmup": warmup, "check_steps": check_steps,
+        "settings": {"quick": args.quick, "steps": steps, "jax_steps": jax_steps, "nt_steps": nt_steps,
+                     "warmup": warmup, "check_steps": check_steps,
                      "data": cfg.data, "n_source": cfg.n_source, "n_target": cfg.n_target, "arch": cfg.arch,
                      "eta": cfg.eta, "t": cfg.t, "dtype": "float64", "device": "cpu",
                      "rust_threads": ntkgan.get_num_threads(), "blas_threads_limit": args.blas_threads,

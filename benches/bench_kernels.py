@@ -6,7 +6,7 @@ Usage::
     python benches/bench_kernels.py [--quick] [--out benches/results] [--repeats K] [--no-jax]
 
 Both backends get the same float64 inputs.  Each timing is a warm-up call (which compiles the JAX
-function) followed by the best (min) of ``K`` repeats with :func:`time.perf_counter`; JAX outputs are
+function) followed by the best (min) of ``K`` repeats, or more until 1 s is timed, with :func:`time.perf_counter`; JAX outputs are
 blocked on and converted to numpy inside the timed region, because ntkgan's API returns numpy.
 Throughput is reported as ``Mpairs/s = N * M / seconds / 1e6`` (also for the symmetric Gram, which
 only needs half the pairs), and the ratio is ``rust / neural-tangents``.
@@ -155,16 +155,23 @@ class Timing:
     out: np.ndarray
 
 
+#: fast calls are repeated until this much time has passed (like ``timeit``'s autorange), so that a
+#: scheduler hiccup or a pool still waking up cannot decide a 20 ms measurement
+MIN_TIMED_S = 1.0
+
+
 def time_best(fn, repeats: int) -> Timing:
-    """Warm up once, then the best of ``repeats`` calls of ``fn()`` (which must return numpy)."""
+    """Warm up once, then the best of at least ``repeats`` calls of ``fn()`` (which must return numpy),
+    calling again until :data:`MIN_TIMED_S` seconds have been timed."""
     t0 = time.perf_counter()
     out = fn()
     first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
+    best, total, calls = float("inf"), 0.0, 0
+    while calls < repeats or total < MIN_TIMED_S:
         t0 = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        best, total, calls = min(best, dt), total + dt, calls + 1
     return Timing(best, first, np.asarray(out))
 
 

@@ -37,6 +37,17 @@ def _check_arch(arch) -> Mlp:
     return arch
 
 
+def _weighted_inputs(x, y, weights, arch, kind, backend):
+    """Validated ``(backend module, x, y, weights, arch, kind)`` of a weighted sum over ``y`` (``None``: x)."""
+    arch = _check_arch(arch)
+    kind = check_kind(kind)
+    be = _backends.get_backend(backend)
+    x, y = check_pair(x, y)
+    y = x if y is None else y
+    weights = check_vector(weights, "weights", y.shape[0], "y")
+    return be, x, y, weights, arch, kind
+
+
 def kernel(x, y=None, *, arch: Mlp, kind: str = "ntk", backend: str | None = None) -> np.ndarray:
     """Kernel matrix ``K[i, j] = k(x_i, y_j)`` of the network ``arch``.
 
@@ -95,12 +106,7 @@ def kernel_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk", backend: str | N
     -------
     G : ndarray of shape (n, d), float64
     """
-    arch = _check_arch(arch)
-    kind = check_kind(kind)
-    be = _backends.get_backend(backend)
-    x, y = check_pair(x, y)
-    y = x if y is None else y
-    weights = check_vector(weights, "weights", y.shape[0], "y")
+    be, x, y, weights, arch, kind = _weighted_inputs(x, y, weights, arch, kind, backend)
     if x.shape[0] == 0 or y.shape[0] == 0:
         return np.zeros(x.shape)
     return be.kernel_grad(x, y, weights, arch, kind)
@@ -154,12 +160,7 @@ def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
     f : ndarray of shape (n,), float64
     G : ndarray of shape (n, d), float64
     """
-    arch = _check_arch(arch)
-    kind = check_kind(kind)
-    be = _backends.get_backend(backend)
-    x, y = check_pair(x, y)
-    y = x if y is None else y
-    weights = check_vector(weights, "weights", y.shape[0], "y")
+    be, x, y, weights, arch, kind = _weighted_inputs(x, y, weights, arch, kind, backend)
     if x.shape[0] == 0 or y.shape[0] == 0:
         return np.zeros(x.shape[0]), np.zeros(x.shape)
     return be.kernel_value_grad(x, y, weights, arch, kind)

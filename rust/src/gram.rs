@@ -896,27 +896,7 @@ pub fn kernel_grad(
     y: Points,
     w: &[f64],
 ) -> Result<Vec<f64>, NtkError> {
-    ensure!(
-        w.len() == y.n,
-        Shape,
-        "weights has length {} but y has {} rows",
-        w.len(),
-        y.n
-    );
-    let ctx = Ctx::new(arch, kind, x, y)?;
-    let d = x.d;
-    let mut g = vec![0.0; x.n * d];
-    if x.n == 0 || y.n == 0 {
-        return Ok(g);
-    }
-    pool::install(|| {
-        g.par_chunks_mut(TI * d).enumerate().for_each(|(a, gt)| {
-            let i0 = a * TI;
-            let i1 = (i0 + TI).min(x.n);
-            grad_rows(&ctx, i0, i1, w, gt, None);
-        });
-    });
-    Ok(g)
+    Ok(grad_driver(arch, kind, x, y, w, false)?.1)
 }
 
 /// `(K w, G)` in one pass: `values[i] = sum_j w_j k(x_i, y_j)` and `G` as in [`kernel_grad`] (the value
@@ -928,6 +908,18 @@ pub fn kernel_value_grad(
     y: Points,
     w: &[f64],
 ) -> Result<(Vec<f64>, Vec<f64>), NtkError> {
+    grad_driver(arch, kind, x, y, w, true)
+}
+
+/// Row tiles of [`grad_rows`] in parallel; the values too when `with_values` (else an empty vector).
+fn grad_driver(
+    arch: &Arch,
+    kind: Kind,
+    x: Points,
+    y: Points,
+    w: &[f64],
+    with_values: bool,
+) -> Result<(Vec<f64>, Vec<f64>), NtkError> {
     ensure!(
         w.len() == y.n,
         Shape,
@@ -938,19 +930,23 @@ pub fn kernel_value_grad(
     let ctx = Ctx::new(arch, kind, x, y)?;
     let d = x.d;
     let mut g = vec![0.0; x.n * d];
-    let mut v = vec![0.0; x.n];
+    let mut v = vec![0.0; if with_values { x.n } else { 0 }];
     if x.n == 0 || y.n == 0 {
         return Ok((v, g));
     }
     pool::install(|| {
-        g.par_chunks_mut(TI * d)
-            .zip(v.par_chunks_mut(TI))
-            .enumerate()
-            .for_each(|(a, (gt, vt))| {
+        let tiles = g.par_chunks_mut(TI * d).enumerate();
+        if with_values {
+            tiles.zip(v.par_chunks_mut(TI)).for_each(|((a, gt), vt)| {
                 let i0 = a * TI;
-                let i1 = (i0 + TI).min(x.n);
-                grad_rows(&ctx, i0, i1, w, gt, Some(vt));
+                grad_rows(&ctx, i0, (i0 + TI).min(x.n), w, gt, Some(vt));
             });
+        } else {
+            tiles.for_each(|(a, gt)| {
+                let i0 = a * TI;
+                grad_rows(&ctx, i0, (i0 + TI).min(x.n), w, gt, None);
+            });
+        }
     });
     Ok((v, g))
 }

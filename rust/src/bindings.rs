@@ -54,17 +54,29 @@ fn parse_arch(spec: &Bound<'_, PyDict>) -> PyResult<Arch> {
     )?)
 }
 
-/// A C-contiguous copy-free view when possible, else an owned row-major copy.
-fn rows(a: &PyReadonlyArray2<'_, f64>) -> (Vec<f64>, bool, usize, usize) {
-    let shape = a.shape();
+/// The entries of a 2-D array, row-major, and its shape: borrowed when C-contiguous, else copied into `buf`.
+fn slice2<'a>(
+    a: &'a PyReadonlyArray2<'_, f64>,
+    buf: &'a mut Vec<f64>,
+) -> (&'a [f64], usize, usize) {
+    let (n, d) = (a.shape()[0], a.shape()[1]);
     match a.as_slice() {
-        Ok(_) => (Vec::new(), true, shape[0], shape[1]),
-        Err(_) => (
-            a.as_array().iter().copied().collect(),
-            false,
-            shape[0],
-            shape[1],
-        ),
+        Ok(s) => (s, n, d),
+        Err(_) => {
+            *buf = a.as_array().iter().copied().collect();
+            (buf.as_slice(), n, d)
+        }
+    }
+}
+
+/// The entries of a 1-D array: borrowed when contiguous, else copied into `buf`.
+fn slice1<'a>(a: &'a PyReadonlyArray1<'_, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    match a.as_slice() {
+        Ok(s) => s,
+        Err(_) => {
+            *buf = a.as_array().iter().copied().collect();
+            buf.as_slice()
+        }
     }
 }
 
@@ -105,13 +117,9 @@ fn kernel<'py>(
     ntk: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let arch = parse_arch(spec)?;
-    let (xo, xc, n, d) = rows(&x);
-    let xs: &[f64] = if xc { x.as_slice()? } else { &xo };
-    let yv = y.as_ref().map(rows);
-    let ys: Option<(&[f64], usize, usize)> = match (&y, &yv) {
-        (Some(ya), Some((yo, yc, m, dy))) => Some((if *yc { ya.as_slice()? } else { yo }, *m, *dy)),
-        _ => None,
-    };
+    let (mut xb, mut yb) = (Vec::new(), Vec::new());
+    let (xs, n, d) = slice2(&x, &mut xb);
+    let ys = y.as_ref().map(|ya| slice2(ya, &mut yb));
     let m = ys.map(|t| t.1).unwrap_or(n);
     let out = run(py, || {
         let xp = gram::Points::new(xs, n, d)?;
@@ -136,18 +144,10 @@ fn kernel_grad<'py>(
     ntk: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let arch = parse_arch(spec)?;
-    let (xo, xc, n, d) = rows(&x);
-    let (yo, yc, m, dy) = rows(&y);
-    let xs: &[f64] = if xc { x.as_slice()? } else { &xo };
-    let ys: &[f64] = if yc { y.as_slice()? } else { &yo };
-    let wo: Vec<f64>;
-    let ws: &[f64] = match weights.as_slice() {
-        Ok(s) => s,
-        Err(_) => {
-            wo = weights.as_array().iter().copied().collect();
-            &wo
-        }
-    };
+    let (mut xb, mut yb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
+    let (xs, n, d) = slice2(&x, &mut xb);
+    let (ys, m, dy) = slice2(&y, &mut yb);
+    let ws = slice1(&weights, &mut wb);
     let out = run(py, || {
         gram::kernel_grad(
             &arch,
@@ -175,18 +175,10 @@ fn kernel_value_grad<'py>(
     ntk: bool,
 ) -> PyResult<ValueGrad<'py>> {
     let arch = parse_arch(spec)?;
-    let (xo, xc, n, d) = rows(&x);
-    let (yo, yc, m, dy) = rows(&y);
-    let xs: &[f64] = if xc { x.as_slice()? } else { &xo };
-    let ys: &[f64] = if yc { y.as_slice()? } else { &yo };
-    let wo: Vec<f64>;
-    let ws: &[f64] = match weights.as_slice() {
-        Ok(s) => s,
-        Err(_) => {
-            wo = weights.as_array().iter().copied().collect();
-            &wo
-        }
-    };
+    let (mut xb, mut yb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
+    let (xs, n, d) = slice2(&x, &mut xb);
+    let (ys, m, dy) = slice2(&y, &mut yb);
+    let ws = slice1(&weights, &mut wb);
     let (v, g) = run(py, || {
         gram::kernel_value_grad(
             &arch,
@@ -208,16 +200,9 @@ fn softmin<'py>(
     f: PyReadonlyArray1<'py, f64>,
     eps: f64,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (co, cc, n, m) = rows(&cost);
-    let cs: &[f64] = if cc { cost.as_slice()? } else { &co };
-    let fo: Vec<f64>;
-    let fs: &[f64] = match f.as_slice() {
-        Ok(s) => s,
-        Err(_) => {
-            fo = f.as_array().iter().copied().collect();
-            &fo
-        }
-    };
+    let (mut cb, mut fb) = (Vec::new(), Vec::new());
+    let (cs, n, m) = slice2(&cost, &mut cb);
+    let fs = slice1(&f, &mut fb);
     let out = run(py, || crate::softmin::softmin(cs, n, m, fs, eps))?;
     Ok(out.into_pyarray(py))
 }
@@ -234,18 +219,10 @@ fn kernel_matvec<'py>(
     ntk: bool,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let arch = parse_arch(spec)?;
-    let (xo, xc, n, d) = rows(&x);
-    let (yo, yc, m, dy) = rows(&y);
-    let xs: &[f64] = if xc { x.as_slice()? } else { &xo };
-    let ys: &[f64] = if yc { y.as_slice()? } else { &yo };
-    let vo: Vec<f64>;
-    let vs: &[f64] = match v.as_slice() {
-        Ok(s) => s,
-        Err(_) => {
-            vo = v.as_array().iter().copied().collect();
-            &vo
-        }
-    };
+    let (mut xb, mut yb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
+    let (xs, n, d) = slice2(&x, &mut xb);
+    let (ys, m, dy) = slice2(&y, &mut yb);
+    let vs = slice1(&v, &mut vb);
     let out = run(py, || {
         gram::kernel_matvec(
             &arch,

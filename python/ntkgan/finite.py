@@ -216,8 +216,13 @@ def _forward(arch: Mlp, params: list, x: np.ndarray) -> tuple[np.ndarray, list, 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray) -> tuple[list, np.ndarray]:
-    """Backprop: ``deltas[l] = d<ct, f>/dz_l`` (rows per sample) and the input gradient."""
+def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray,
+            dhs: list | None = None) -> tuple[list, np.ndarray]:
+    """Backprop: ``deltas[l] = d<ct, f>/dz_l`` (rows per sample) and the input gradient.
+
+    With a list ``dhs`` (of length ``len(params)``), also stores ``dhs[l] = c_l delta_l W_l^T`` for
+    ``l >= 1``, the gradients with respect to the hidden activations.
+    """
     dphi = arch.activation.numpy_deriv
     scales = _scales(arch, params)
     deltas = [None] * len(params)
@@ -229,6 +234,8 @@ def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray) -> tuple[list, np
         if c != 1.0:
             dh *= c
         if layer > 0:
+            if dhs is not None:
+                dhs[layer] = dh
             delta = dh * dphi(zs[layer - 1])
     return deltas, dh
 
@@ -328,22 +335,9 @@ def _input_backward(arch: Mlp, params: list, zs: list, sign: float, n: int):
     Returns ``deltas[l]`` (n, n_{l+1}) for l = 0..L, ``dhs[l] = c_l delta_l W_l^T`` (n, n_l) for
     l = 1..L (``dhs[0]`` is None) and the input gradient ``g = c_0 delta_0 W_0^T`` (n, d).
     """
-    dphi = arch.activation.numpy_deriv
-    scales = _scales(arch, params)
-    n_layers = len(params)
-    deltas = [None] * n_layers
-    dhs = [None] * n_layers
-    delta = np.full((n, params[-1][0].shape[1]), sign)
-    for layer in range(n_layers - 1, -1, -1):
-        deltas[layer] = delta
-        c = scales[layer][0]
-        dh = delta @ params[layer][0].T
-        if c != 1.0:
-            dh *= c
-        if layer > 0:
-            dhs[layer] = dh
-            delta = dh * dphi(zs[layer - 1])
-    return deltas, dhs, dh
+    dhs = [None] * len(params)
+    deltas, g = _deltas(arch, params, zs, np.full((n, params[-1][0].shape[1]), sign), dhs)
+    return deltas, dhs, g
 
 
 def _input_backward_adjoint(arch: Mlp, params: list, zs: list, dhs: list, gbar: np.ndarray):

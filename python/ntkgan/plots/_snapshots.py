@@ -52,13 +52,13 @@ def plot_bounds(*clouds, margin: float = 0.15) -> np.ndarray:
     return np.stack([lo - margin * side, hi + margin * side], axis=1)
 
 
-def _save(fig: Figure, path) -> None:
+def _save(fig: Figure, path, dpi: int = DPI) -> None:
     """Render ``fig`` to ``path`` through a temporary file and an atomic rename."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}.png"
     FigureCanvasAgg(fig)
     try:
-        fig.savefig(tmp, dpi=DPI)
+        fig.savefig(tmp, dpi=dpi)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

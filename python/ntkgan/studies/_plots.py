@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+
+from ntkgan.plots._snapshots import _save as _save_png
 
 __all__ = [
     "plot_collapse_diversity",
@@ -23,16 +23,8 @@ _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 
 
 def _save(fig: Figure, path) -> None:
-    """Render ``fig`` to ``path`` through a temporary file and an atomic rename."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    FigureCanvasAgg(fig)
-    try:
-        fig.savefig(tmp, dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``fig`` atomically (the runner's PNG writer) at this module's resolution."""
+    _save_png(fig, path, dpi=DPI)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ntkgan.metrics import (
     nearest_mode,
     sinkhorn_divergence,
 )
+from ntkgan.metrics import _sinkhorn
 from ntkgan.metrics._sinkhorn import _epsilon_schedule
 
 from conftest import assert_close, requires_jax
@@ -501,7 +502,38 @@ def test_sinkhorn_bits_do_not_depend_on_the_thread_count():
         values = []
         for n in (1, 2, 3):
             ntkgan.set_num_threads(n)
+            _sinkhorn._cache.clear()  # recompute the self potentials too
             values.append(ntkgan.metrics.sinkhorn_divergence(x, y))
     finally:
         ntkgan.set_num_threads(before)
     assert values[0] == values[1] == values[2]
+
+
+def test_sinkhorn_caches_a_fixed_targets_self_potential(monkeypatch):
+    """A fixed target's half of the debiasing is computed once; the value is the same bits as without the
+    cache, and an edited (or different) target is recomputed."""
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((120, 2)) * 2.0
+    xs = [rng.standard_normal((100, 2)) for _ in range(3)]
+    fresh = []
+    for x in xs:
+        _sinkhorn._cache.clear()
+        fresh.append(sinkhorn_divergence(x, y))
+    calls = []
+    original = _sinkhorn._self_potential
+
+    def counting(pts, *args):
+        calls.append(pts.shape[0])
+        return original(pts, *args)
+
+    monkeypatch.setattr(_sinkhorn, "_self_potential", counting)
+    _sinkhorn._cache.clear()
+    cached = [sinkhorn_divergence(x, y) for x in xs]
+    assert cached == fresh  # bit for bit
+    assert calls == [100, 120, 100, 100]  # the target (120 points) once, each moving cloud every time
+    y_edited = y.copy()
+    y_edited[0, 0] += 0.5
+    value = sinkhorn_divergence(xs[0], y_edited)
+    assert calls[-1] == 120
+    _sinkhorn._cache.clear()
+    assert value == sinkhorn_divergence(xs[0], y_edited) != fresh[0]

@@ -187,6 +187,13 @@ def _columns(dataset) -> list[str]:
 
 
 def _measure(particles, dataset, kernel, gen_loss) -> dict:
+    from ntkgan.threads import blas_single_thread
+
+    with blas_single_thread():  # as the flow steps: Rust reductions next to small BLAS products
+        return _measure_row(particles, dataset, kernel, gen_loss)
+
+
+def _measure_row(particles, dataset, kernel, gen_loss) -> dict:
     from ntkgan import metrics
 
     target = dataset.target

@@ -139,7 +139,9 @@ class KernelDiscriminator(Discriminator):
     prior : object or None
         The random initial function (``f0="random"``), else None (:math:`f_0 = 0`).
     info : dict
-        Solver diagnostics (iterations, function evaluations, seconds).
+        Solver diagnostics (iterations, function evaluations, seconds; ``n`` training points, ``n_solver``
+        the points the solver worked on: exact duplicates merged, except for the closed form, hinge and
+        Lambert-W solvers, which keep every copy).
     """
 
     def __init__(self, *, loss: Loss, arch: Mlp, kind: str, backend, support: np.ndarray, n_fake: int,
@@ -721,8 +723,10 @@ def train_infinite(fake: np.ndarray, real: np.ndarray, *, loss: Loss, arch: Mlp,
         steps = round(t / lr)
         t = steps * lr
     info: dict = {}
-    # hinge and Lambert-W keep one label per point; the other solvers merge exact duplicates
-    prob = full if method in ("lambertw", "piecewise_linear") else full.merged()
+    # hinge and Lambert-W keep one label per point; the closed form needs no merging (its coefficients
+    # are the masses times t, whatever the duplicates); the other solvers merge exact duplicates
+    unmerged = method in ("lambertw", "piecewise_linear") or loss.closed_form == "linear"
+    prob = full if unmerged else full.merged()
     if loss.closed_form == "linear":
         coef = _solve_linear(loss, prob, t)
     elif method == "lambertw":
@@ -736,7 +740,7 @@ def train_infinite(fake: np.ndarray, real: np.ndarray, *, loss: Loss, arch: Mlp,
         coef, info = _solve_ode_flow(loss, prob, t, tol)
     else:
         coef, info = _solve_gd_iterate(loss, prob, lr, steps)
-    info.update(n=full.n, n_distinct=prob.n, kernel_products=prob.n_matvec, seconds=time.perf_counter() - start)
+    info.update(n=full.n, n_solver=prob.n, kernel_products=prob.n_matvec, seconds=time.perf_counter() - start)
     support_values = None
     if prob._gram is not None:
         support_values = (prob._gram @ coef + prob.f0_or_zero())[prob.inverse]

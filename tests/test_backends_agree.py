@@ -235,6 +235,40 @@ def test_kernel_grads_agree(data):
                  err_msg=f"kernel_grad: {_describe(arch, kind, x, y, w)}")
 
 
+@_settings(12)
+@given(data=st.data())
+def test_value_and_grad_at_own_points_agree(data):
+    """kernel_value_and_grad(x, [x; z], w): the Rust backend's symmetric pass over the x-x block (each
+    unordered pair once, both gradients from it; ABReLU family and erf) against JAX, and against Rust's
+    plain pass ([z; x])."""
+    arch = data.draw(_archs().filter(lambda a: getattr(a.activation, "gamma", None) is None))
+    kind = data.draw(st.sampled_from(KINDS))
+    x, y = data.draw(_inputs())
+    zs = _usable_rows(arch, np.concatenate([x, y]))  # rows repeat and oppose one another
+    assume(zs.shape[0] > 1)
+    k = data.draw(st.integers(1, zs.shape[0] - 1))
+    x, z = zs[:k], zs
+    w = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=z.shape[0])
+    f_rust, g_rust = ntkgan.kernel_value_and_grad(x, z, w, arch=arch, kind=kind, backend="rust")
+    plain = np.r_[k:z.shape[0], 0:k]
+    f_plain, g_plain = ntkgan.kernel_value_and_grad(x, z[plain], w[plain], arch=arch, kind=kind,
+                                                    backend="rust")
+    f_jax, g_jax = ntkgan.kernel_value_and_grad(x, z, w, arch=arch, kind=kind, backend="jax")
+    case = _describe(arch, kind, x, z, w)
+    rtol = _rtol(arch, x, z)
+    kk = ntkgan.kernel(x, z, arch=arch, kind=kind, backend="rust")
+    norms = np.sqrt((z**2).sum(axis=1))
+    # the sums' terms are ~ |w| |k| / |x|: a floor for the rounding of their cancellation
+    terms = np.abs(kk).max() * np.abs(w).sum() / max(float(norms[norms > 0].min(initial=1.0)), 1e-3)
+    scale = float(np.abs(g_rust).max())
+    tight = 1e-12  # the two Rust passes differ in summation order only
+    _agree(f_plain, f_rust, "values, plain pass", case, tight)
+    assert_close(g_plain, g_rust, rtol=tight, atol=max(tight * scale, tight * terms),
+                 err_msg=f"gradient, plain pass: {case}")
+    _agree(f_jax, f_rust, "values, jax", case, rtol)
+    assert_close(g_jax, g_rust, rtol=rtol, atol=max(rtol * scale, RTOL * terms), err_msg=f"gradient, jax: {case}")
+
+
 @_settings(15)
 @given(data=st.data())
 def test_kernel_matvecs_and_symmetric_kernels_agree(data):

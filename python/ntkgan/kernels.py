@@ -146,6 +146,12 @@ def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
     both in the pass that computes the gradient (the values are the real parts of the dual numbers it
     already evaluates), so it costs about one ``kernel_grad``.
 
+    When ``y`` starts with the rows of ``x`` (``y = [x; z]``, bit for bit: a discriminator differentiated
+    at its own fake points, or ``y=None``), the Rust backend evaluates each unordered pair of the
+    :math:`x`-:math:`x` block once, with a third tangent along :math:`|x_j|^2/d`, and gets both points'
+    gradients from it (:math:`k(x, y) = k(y, x)`; the ABReLU family and erf at :math:`d \le 16`): about 0.75
+    of the time of that block.  The numbers agree with the plain pass to rounding (summation order).
+
     Parameters
     ----------
     x : array-like of shape (n, d)

@@ -34,6 +34,8 @@ use crate::recursion::{
 };
 
 pub use crate::recursion::TAU;
+
+mod self_pairs;
 /// Columns per vectorised block.
 const B: usize = 64;
 /// Columns per GEMM tile.
@@ -337,48 +339,73 @@ fn eval_block<T: Num>(
 }
 
 /// Values and tangents of one pair after a dense layer: `S = w^2 o + b^2` and the NTK update, for the
-/// value and the two tangents (which carry no bias).
+/// value (entry 0) and the tangents (which carry no bias).
 #[inline(always)]
-fn dense_tangents(
+fn dense_tangents<const N: usize>(
     arch: &Arch,
     bias: f64,
     w2: f64,
-    o: [f64; 3],
-    t: [f64; 3],
-) -> ([f64; 3], [f64; 3]) {
-    let sv = [o[0] * w2 + bias, o[1] * w2, o[2] * w2];
-    let tv = if arch.standard {
-        [
-            o[0] * arch.width + t[0] * w2 + 1.0,
-            o[1] * arch.width + t[1] * w2,
-            o[2] * arch.width + t[2] * w2,
-        ]
-    } else {
-        [sv[0] + t[0] * w2, sv[1] + t[1] * w2, sv[2] + t[2] * w2]
-    };
+    o: [f64; N],
+    t: [f64; N],
+) -> ([f64; N], [f64; N]) {
+    let mut sv = [0.0; N];
+    let mut tv = [0.0; N];
+    for k in 0..N {
+        sv[k] = o[k] * w2 + if k == 0 { bias } else { 0.0 };
+        tv[k] = if arch.standard {
+            o[k] * arch.width + t[k] * w2 + if k == 0 { 1.0 } else { 0.0 }
+        } else {
+            sv[k] + t[k] * w2
+        };
+    }
     (sv, tv)
 }
 
-/// [`eval_block`] for `Dual<2>` on the ABReLU family and erf, with the two tangents written out by hand
-/// (about half the arithmetic of the generic dual numbers; the same values, derivatives equal to rounding).
+/// Lanes of one block of pairs: the kernel `v` and its partial derivatives along `p = |x|^2/d`,
+/// `r = <x, y>/d` and (symmetric blocks only) `q = |y|^2/d`, each times its tangent's seed.
+pub(crate) struct Lanes {
+    pub v: [f64; B],
+    pub p: [f64; B],
+    pub r: [f64; B],
+    pub q: [f64; B],
+}
+
+impl Lanes {
+    pub(crate) fn new() -> Self {
+        Lanes {
+            v: [0.0; B],
+            p: [0.0; B],
+            r: [0.0; B],
+            q: [0.0; B],
+        }
+    }
+}
+
+/// [`eval_block`] with forward tangents written out by hand, for the ABReLU family and erf (about half
+/// the arithmetic of the generic dual numbers; the same values, derivatives equal to rounding).
 ///
-/// Tangent 0 is along `p = |x|^2/d` (`dX = X'_l sig_p`, `dS = 0` at the input), tangent 1 along
-/// `r = <x, y>/d` (`dX = 0`); `X = Sxx` (row i), `Y = Syy`, `S = Sxy`, `Theta` the NTK.
+/// Tangent `p` is along `p = |x|^2/d` (`dX = X'_l sig_p`, `dS = 0` at the input), tangent `r` along
+/// `r = <x, y>/d` (`dX = 0`, seed `sig_r`), and with `Q = true` tangent `q` along `q = |y|^2/d`
+/// (`dY = Y'_l sig_q[j]`), the mirror image of `p`: one evaluation then gives the gradients with respect
+/// to both points of a pair.  `X = Sxx` (row i), `Y = Syy`, `S = Sxy`, `Theta` the NTK.
 ///
 /// - ABReLU, with `s = sqrt(XY - S^2)`, `theta = atan2(s, S)`, `Sdot = cc - f theta`:
-///   `dS' = Sdot dS + (f s / 2X) dX`, `dtheta = (S dX / 2X - dS) / s` (both from `s^2 + S^2 = XY`; where
-///   `s = 0` the cusp convention `ds = 0` gives `dtheta = 0`), `dTheta' = Sdot dTheta - f Theta dtheta`.
+///   `dS' = Sdot dS + (f s / 2X) dX + (f s / 2Y) dY`, `dtheta = (S dX / 2X + S dY / 2Y - dS) / s` (both
+///   from `s^2 + S^2 = XY`; where `s = 0` the cusp convention `ds = 0` gives `dtheta = 0`),
+///   `dTheta' = Sdot dTheta - f Theta dtheta`.
 /// - erf (inputs scaled by `b^2`), with `q = 1 + 2(X + Y) + 4 max(s^2, 0)`, `r = sqrt q`:
 ///   `S' = a^2 (2/pi) atan2(2S, r) + c^2`, `dr = dq / 2r`,
 ///   `d atan2 = (2 r dS - 2 S dr) / (q + 4 S^2)`, `Theta' = a^2 b^2 (4/pi) Theta / r`.
 #[inline(always)]
-fn eval_block_grad(
+#[allow(clippy::too_many_arguments)]
+fn eval_block_grad<const Q: bool>(
     ctx: &Ctx,
     sx: &[Dual<2>],
     j0: usize,
     r: &[f64],
     sig_r: f64,
-    out: &mut [Dual<2>],
+    sig_q: &[f64],
+    out: &mut Lanes,
     sin2: &mut [f64],
 ) {
     let arch = &ctx.arch;
@@ -386,9 +413,9 @@ fn eval_block_grad(
     let m = ctx.ys.pts.n;
     let dd = ctx.d as f64;
     let w2 = arch.w_std * arch.w_std;
-    // value, p-tangent, r-tangent of S and Theta, per lane (separate arrays, so the lanes vectorise)
-    let (mut s0, mut s1, mut s2v) = ([0.0; B], [0.0; B], [0.0; B]);
-    let (mut t0, mut t1, mut t2v) = ([0.0; B], [0.0; B], [0.0; B]);
+    // value, p-, r- and q-tangent of S and Theta, per lane (separate arrays, so the lanes vectorise)
+    let (mut s0, mut s1, mut s2v, mut s3) = ([0.0; B], [0.0; B], [0.0; B], [0.0; B]);
+    let (mut t0, mut t1, mut t2v, mut t3) = ([0.0; B], [0.0; B], [0.0; B], [0.0; B]);
     let sin2 = &mut sin2[..len];
     let dsr0 = w2 * sig_r;
     let dtr0 = if arch.standard { dd * sig_r } else { dsr0 };
@@ -402,6 +429,8 @@ fn eval_block_grad(
         let x = sx[l].v;
         let dx = sx[l].d[0];
         let ys = &ctx.ys.diag[l * m + j0..l * m + j0 + len];
+        let iys = &ctx.ys.inv_diag[l * m + j0..l * m + j0 + len];
+        let dys = &ctx.ys.ddiag[l * m + j0..l * m + j0 + len];
         let bias = arch.bias_var_after(l);
         match arch.act {
             Activation::AbRelu { a, b } => {
@@ -427,6 +456,21 @@ fn eval_block_grad(
                     ];
                     let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
                     (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                    if Q {
+                        let (sq, tq) = (s3[j], t3[j]);
+                        // half of 1/Y, 0 where Y is 0 (as hx)
+                        let hy = 0.5 * iys[j];
+                        let dy = dys[j] * sig_q[j];
+                        let dth_q = (s_in * hy * dy - sq) * is;
+                        let ([_, u3], [_, v3]) = dense_tangents(
+                            arch,
+                            bias,
+                            w2,
+                            [0.0, sdot * sq + f * s * hy * dy],
+                            [0.0, sdot * tq - f * t_in * dth_q],
+                        );
+                        (s3[j], t3[j]) = (u3, v3);
+                    }
                 }
             }
             Activation::Erf { a, b, c } => {
@@ -465,18 +509,40 @@ fn eval_block_grad(
                     ];
                     let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
                     (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                    if Q {
+                        let (sq, tq) = (s3[j] * b2, t3[j]);
+                        let dyb = dys[j] * sig_q[j] * b2;
+                        let ds2_q = if live {
+                            xb * dyb - 2.0 * s_in * sq
+                        } else {
+                            0.0
+                        };
+                        let dr_q = 0.5 * (2.0 * dyb + 4.0 * ds2_q) * ir;
+                        let dth_q = (2.0 * rr * sq - 2.0 * s_in * dr_q) * iden;
+                        let ([_, u3], [_, v3]) = dense_tangents(
+                            arch,
+                            bias,
+                            w2,
+                            [0.0, k_out * dth_q],
+                            [0.0, k_th * (tq - t_in * dr_q * ir) * ir],
+                        );
+                        (s3[j], t3[j]) = (u3, v3);
+                    }
                 }
             }
             Activation::Rbf { .. } => unreachable!("eval_block_grad handles ABReLU and erf"),
         }
     }
-    let (a0, a1, a2) = if ctx.kind == Kind::Ntk {
-        (&t0, &t1, &t2v)
+    let (a0, a1, a2, a3) = if ctx.kind == Kind::Ntk {
+        (&t0, &t1, &t2v, &t3)
     } else {
-        (&s0, &s1, &s2v)
+        (&s0, &s1, &s2v, &s3)
     };
-    for j in 0..len {
-        out[j] = Dual::new(a0[j], [a1[j], a2[j]]);
+    out.v[..len].copy_from_slice(&a0[..len]);
+    out.p[..len].copy_from_slice(&a1[..len]);
+    out.r[..len].copy_from_slice(&a2[..len]);
+    if Q {
+        out.q[..len].copy_from_slice(&a3[..len]);
     }
 }
 
@@ -749,6 +815,7 @@ fn grad_rows_impl(
     let mut r = [0.0; B];
     let mut rd = [Dual::<2>::cst(0.0); B];
     let mut vals = [Dual::<2>::cst(0.0); B];
+    let mut lanes4 = Lanes::new();
     let mut sin2 = [0.0; B];
     // hand-written tangents for the ABReLU family and erf; rbf keeps the generic dual numbers
     let by_hand = !matches!(ctx.arch.act, Activation::Rbf { .. });
@@ -779,7 +846,19 @@ fn grad_rows_impl(
                 };
                 inner_block(ctx, i, b0, len, grow, &mut r);
                 if by_hand {
-                    eval_block_grad(ctx, &sx, b0, &r[..len], sig_r, &mut vals, &mut sin2);
+                    eval_block_grad::<false>(
+                        ctx,
+                        &sx,
+                        b0,
+                        &r[..len],
+                        sig_r,
+                        &[],
+                        &mut lanes4,
+                        &mut sin2,
+                    );
+                    for j in 0..len {
+                        vals[j] = Dual::new(lanes4.v[j], [lanes4.p[j], lanes4.r[j]]);
+                    }
                 } else {
                     for j in 0..len {
                         rd[j] = Dual::new(r[j], [0.0, sig_r]);
@@ -927,6 +1006,12 @@ fn grad_driver(
         w.len(),
         y.n
     );
+    if self_pairs::eligible(arch, &x, &y) {
+        // y = [x; rest]: the x-x block one evaluation per unordered pair (see self_pairs)
+        let rest = Points::new(&y.data[x.n * x.d..], y.n - x.n, x.d)?;
+        let (v, g) = self_pairs::value_grad(arch, kind, x, rest, w)?;
+        return Ok((if with_values { v } else { Vec::new() }, g));
+    }
     let ctx = Ctx::new(arch, kind, x, y)?;
     let d = x.d;
     let mut g = vec![0.0; x.n * d];

@@ -604,3 +604,17 @@ def test_backends_agree(backend):
         b = train_discriminator(FAKE_1D, REAL_1D, loss=loss, arch=RELU, t=1.0, method=method, backend="rust")
         assert_close(a(q), b(q), rtol=1e-10, atol=1e-12)
         assert_close(a.grad(q), b.grad(q), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**32 - 1), st.booleans())
+def test_duplicate_row_check_agrees_with_numpy_unique(n, d, seed, plant):
+    """The fast duplicate check that lets the solvers skip merging agrees with ``np.unique(axis=0)``
+    (rows drawn from a few values, so equal rows and rows equal in all but one column both occur)."""
+    from ntkgan.discriminator._infinite import _has_duplicate_rows
+
+    rng = np.random.default_rng(seed)
+    z = rng.integers(0, 3, size=(n, d)).astype(np.float64) + rng.normal(size=(1, d))
+    if plant and n > 1:
+        z[-1] = z[0]
+    assert _has_duplicate_rows(z) == (np.unique(z, axis=0).shape[0] < n)

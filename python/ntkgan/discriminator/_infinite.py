@@ -397,6 +397,15 @@ def lanczos_apply(matvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
 # ==================================================================================================
 
 
+def _has_duplicate_rows(z: np.ndarray) -> bool:
+    """Whether two rows of ``z`` are equal: rows sorted lexicographically (``lexsort``, ~5x faster than
+    ``np.unique(axis=0)``'s sort of row records), then neighbours compared."""
+    if z.shape[0] < 2:
+        return False
+    s = z[np.lexsort(z.T[::-1])]
+    return bool(np.any(np.all(s[1:] == s[:-1], axis=1)))
+
+
 class _Problem:
     r"""Training points with their fake and real masses, and kernel access (dense Gram or matvecs).
 
@@ -431,6 +440,8 @@ class _Problem:
 
     def merged(self) -> _Problem:
         """The same problem on the distinct points (masses added)."""
+        if not _has_duplicate_rows(self.support):
+            return self
         _, first, inverse = np.unique(self.support, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if first.size == self.n:

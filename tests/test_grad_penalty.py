@@ -21,6 +21,7 @@ import pytest
 from conftest import assert_close, requires_jax
 from ntkgan import finite as F
 from ntkgan.arch import ACTIVATIONS, Activation, Erf, Gelu, Mlp, Rbf, Sigmoid, Sin
+from ntkgan.discriminator import train_discriminator
 from ntkgan.discriminator._finite import FiniteDiscriminator, _gd_step, train_finite
 from ntkgan.discriminator._losses import get_loss
 from ntkgan.flows import make_flow
@@ -394,6 +395,7 @@ def test_bad_lambda_is_a_value_error_naming_it(value):
         lambda: disc.param_grad(fake, real, grad_penalty=value),
         lambda: disc.loss_value(fake, real, grad_penalty=value),
         lambda: train_finite(fake, real, loss="ipm", arch=_arch(), t=0.1, width=4, grad_penalty=value),
+        lambda: train_discriminator(fake, real, loss="ipm", arch=_arch(), t=0.1, width=4, grad_penalty=value),
     ):
         with pytest.raises(ValueError, match="grad_penalty"):
             call()
@@ -445,3 +447,18 @@ def test_grad_penalty_rejects_bad_weights_and_outputs():
         F.grad_penalty(arch, p, x, [1.0, -1.0, 0.0])
     with pytest.raises(ValueError, match="out_dim"):
         F.grad_penalty(arch, F.init_params(arch, 2, out_dim=2, seed=0), x)
+
+
+def test_train_discriminator_passes_the_penalty_to_finite_widths():
+    """train_discriminator(width=W, grad_penalty=lam) is train_finite(..., grad_penalty=lam), bit for bit,
+    and differs from lam = 0; at infinite width a penalty is refused."""
+    fake, real = _samples()
+    kw = dict(loss="lsgan", arch=_arch(), t=0.3, width=16, lr=0.1, seed=3)
+    net = train_discriminator(fake, real, grad_penalty=2.0, **kw)
+    ref = train_finite(fake, real, grad_penalty=2.0, **kw)
+    plain = train_discriminator(fake, real, **kw)
+    for a, b in zip(_leaves(net.params), _leaves(ref.params)):
+        assert np.array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(_leaves(net.params), _leaves(plain.params)))
+    with pytest.raises(ValueError, match="grad_penalty applies to finite widths"):
+        train_discriminator(fake, real, loss="lsgan", arch=_arch(), t=0.3, grad_penalty=1.0)

@@ -55,7 +55,8 @@ def _check_method(method, loss, width) -> str:
 
 def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | None = None, lr: float = 0.1,
                         dynamics: str | None = None, seed: int = 0, f0: str = "zero", backend: str | None = None,
-                        kind: str = "ntk", method: str | None = None, tol: float = DEFAULT_TOL) -> Discriminator:
+                        kind: str = "ntk", method: str | None = None, tol: float = DEFAULT_TOL,
+                        grad_penalty: float = 0.0) -> Discriminator:
     r"""Train a discriminator of architecture ``arch`` for time ``t`` on fake vs real samples.
 
     The discriminator minimises :math:`L(f) = \frac1N\sum_i \ell_{\mathrm{fake}}(f(x_i)) +
@@ -94,6 +95,10 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
         ``"flow"``: continuous time (the default for ``width=None``).  ``"gd"``: kernel gradient descent
         with step ``lr`` for ``round(t / lr)`` steps, what a finite network of growing width converges to
         (the default and only choice for finite widths).
+    grad_penalty : float, default=0.0
+        Finite widths only: adds :math:`\lambda \frac{1}{N+M}\sum_{z} \|\nabla_x f(z)\|^2` over fake and
+        real samples to the loss (see :func:`~ntkgan.discriminator._finite.train_finite`).  At infinite
+        width the penalised dynamics is not a kernel flow of this form: ``> 0`` with ``width=None`` raises.
     seed : int, default=0
         Seeds the random initial function (``f0="random"``) and the finite network.
     f0 : {"zero", "random"}, default="zero"
@@ -124,7 +129,8 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
     Raises
     ------
     ValueError
-        Naming the argument: unknown loss, method, dynamics or f0; ``t < 0``; ``lr <= 0``; empty or
+        Naming the argument: unknown loss, method, dynamics or f0; ``t < 0``; ``lr <= 0``;
+        ``grad_penalty < 0``, or ``> 0`` at infinite width; empty or
         non-2-D sample sets, mismatched dimensions, NaN or inf; a bad width.
     NotImplementedError
         For a finite width when the finite-width trainer is not installed.
@@ -167,6 +173,10 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
     kind = check_kind(kind)
     method = _check_method(method, loss, width)
     tol = _check_real(tol, "tol", positive=True)
+    grad_penalty = _check_real(grad_penalty, "grad_penalty", nonneg=True)
+    if width is None and grad_penalty > 0:
+        raise ValueError(f"grad_penalty applies to finite widths only, got grad_penalty={grad_penalty!r} with "
+                         "width=None")
     fake, real = _check_samples(fake, real)
 
     if width is not None:
@@ -180,7 +190,8 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
             raise NotImplementedError(
                 f"finite-width discriminators are not available yet (width={width!r}): {exc}"
             ) from None
-        return train_finite(fake, real, loss=loss, arch=arch, t=t, width=int(width), lr=lr, seed=int(seed), f0=f0)
+        return train_finite(fake, real, loss=loss, arch=arch, t=t, width=int(width), lr=lr, seed=int(seed), f0=f0,
+                            grad_penalty=grad_penalty)
 
     dynamics = dynamics or "flow"
     if method == "lambertw" and (dynamics != "flow" or f0 != "zero"):

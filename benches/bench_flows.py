@@ -412,7 +412,8 @@ def markdown(report: dict) -> str:
         "",
         (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable); commit "
         f"{m['git_commit'] or 'unknown'}; Python {v['python']}, numpy {v['numpy']}, jax {v['jax'] or 'n/a'}, "
-        f"neural-tangents {v['neural_tangents'] or 'n/a'}; Rust threads {s['rust_threads']}; BLAS {blas}; "
+        f"neural-tangents {v['neural_tangents'] or 'n/a'}; Rust threads {s['rust_threads']} "
+        f"(SIMD {m.get('simd_path', 'n/a')}); BLAS {blas}; "
         f"1-min load average {_f(load['start'], '.2f')} at the start, {_f(load['end'], '.2f')} at the end."),
         (f"eight_gaussians {s['n_source']} vs {s['n_target']}, relu (depth 3, b_std 1), eta {s['eta']:g}, "
         f"t {s['t']:g}, float64, CPU. Timed steps after {s['warmup']} warm-up steps: rust {s['steps']}, "

@@ -73,6 +73,15 @@ QUICK = {"n_small_d": 200, "n_big_d": 64, "big_d": 784, "n_memory": 2000, "repea
 # environment
 
 
+def _simd_path() -> str | None:
+    """The Rust tile loops' SIMD path (``avx512``, ``avx2``, ``generic``), None without the extension."""
+    try:
+        from ntkgan import _core
+    except ImportError:
+        return None
+    return _core.simd_path()
+
+
 def machine_info() -> dict:
     """CPU model, core counts, git commit and library versions."""
     cpu = platform.processor() or platform.machine()
@@ -114,6 +123,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "git_commit": commit,
         "versions": versions,
+        "simd_path": _simd_path(),
     }
 
 
@@ -358,7 +368,8 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable); "
         f"commit {m['git_commit'] or 'unknown'}; Python {v['python']}, numpy {v['numpy']}, "
-        f"jax {v['jax'] or 'n/a'}, neural-tangents {v['neural_tangents'] or 'n/a'}.",
+        f"jax {v['jax'] or 'n/a'}, neural-tangents {v['neural_tangents'] or 'n/a'}; Rust SIMD path "
+        f"{m.get('simd_path', 'n/a')}.",
         f"float64 on CPU, best of {s['repeats']} after a warm-up; Rust threads {s['rust_threads'] or 'n/a'}. "
         "Mpairs/s = N*M / s / 1e6; ratio = rust / NT (jit).",
         "",

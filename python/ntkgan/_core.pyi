@@ -50,7 +50,8 @@ def get_num_threads() -> int:
     """Number of threads of the pool."""
 
 def simd_path() -> str:
-    """``"avx2"`` or ``"generic"``: the tile loops' code path on this CPU."""
+    """``"avx512"``, ``"avx2"`` or ``"generic"``: the tile loops' code path on this CPU (the best it has, capped by
+    ``$NTKGAN_SIMD``; every path gives the same bits)."""
 
 def _reset_after_fork() -> None: ...
 def _panic_for_tests() -> None: ...

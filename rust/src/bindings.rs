@@ -257,16 +257,10 @@ fn _reset_after_fork() {
     pool::reset_after_fork();
 }
 
-/// The SIMD path the tile loops take on this CPU ("avx2" or "generic").
+/// The SIMD path the tile loops take on this CPU ("avx512", "avx2" or "generic"; capped by $NTKGAN_SIMD).
 #[pyfunction]
 fn simd_path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
-    }
-    "generic"
+    crate::simd::level().name()
 }
 
 /// Deliberately panic (tests check that a panic becomes a Python exception).

@@ -718,7 +718,7 @@ fn gram_tile_impl(
     }
 }
 
-avx2_dispatch!(gram_tile, gram_tile_avx2, gram_tile_impl, (ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool));
+simd_dispatch!(gram_tile, gram_tile_impl, (ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool));
 
 /// The kernel matrix `K[i, j] = k(x_i, y_j)`, row-major `(n, m)`; `y = None` computes the symmetric
 /// `K(x, x)` from its upper triangle of tiles and mirrors it (exactly symmetric).
@@ -965,7 +965,7 @@ fn grad_rows_impl(
     }
 }
 
-avx2_dispatch!(grad_rows, grad_rows_avx2, grad_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64], val: Option<&mut [f64]>));
+simd_dispatch!(grad_rows, grad_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, w: &[f64], g: &mut [f64], val: Option<&mut [f64]>));
 
 /// `G[i, :] = sum_j w_j d/dx k(x, y_j) |_{x = x_i}`, row-major `(n, d)`.
 pub fn kernel_grad(
@@ -1106,7 +1106,7 @@ fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64])
     }
 }
 
-avx2_dispatch!(matvec_rows, matvec_rows_avx2, matvec_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]));
+simd_dispatch!(matvec_rows, matvec_rows_impl, (ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]));
 
 /// `(K v)[i] = sum_j k(x_i, y_j) v_j` without storing `K`.
 pub fn kernel_matvec(
@@ -1143,7 +1143,7 @@ mod tests {
     use super::*;
     use crate::recursion::pair_fast;
 
-    fn lcg(seed: &mut u64) -> f64 {
+    pub(super) fn lcg(seed: &mut u64) -> f64 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);

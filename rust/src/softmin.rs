@@ -5,7 +5,7 @@
 //! stabilised by the row maximum `top_i = max_j (f_j - C_ij / eps)` and with the exponent floored at
 //! `EXP_FLOOR` (as the numpy reference does).  Two passes over a row (maximum, then the sum of
 //! exponentials), eight fixed lanes for both, so a row's result does not depend on the thread count or
-//! on whether the AVX2 clone ran.  The exponential is a branch-free polynomial that vectorises.
+//! on which SIMD clone ran.  The exponential is a branch-free polynomial that vectorises.
 
 use crate::ensure;
 use crate::error::NtkError;
@@ -115,7 +115,7 @@ fn softmin_rows_impl(cost: &[f64], m: usize, f: &[f64], eps: f64, out: &mut [f64
     }
 }
 
-avx2_dispatch!(softmin_rows, softmin_rows_avx2, softmin_rows_impl, (cost: &[f64], m: usize, f: &[f64], eps: f64, out: &mut [f64]));
+simd_dispatch!(softmin_rows, softmin_rows_impl, (cost: &[f64], m: usize, f: &[f64], eps: f64, out: &mut [f64]));
 
 /// `out_i = -eps log sum_j exp(f_j - C_ij / eps)` for the row-major `n x m` matrix `cost`.
 pub fn softmin(

@@ -187,37 +187,36 @@ fn self_tile_impl(
         out.cols_v[j] = cv[j];
     }
     let mut scratch = vec![0.0; 2 * d];
+    let (arch, kind) = (&ctx.arch, ctx.kind);
+    // value and gradient of w k(a, b) at a, by the stable recursion
+    let mut stable_add = |a: &[f64], b: &[f64], w: f64, value: &mut f64, grad: &mut [f64]| {
+        *value += w * stable_value(arch, kind, a, b, &mut scratch);
+        stable_grad_add(arch, kind, a, b, w, grad, &mut scratch);
+    };
     for &(i, j) in &flagged {
         let (xi, xj) = (ctx.xs.pts.row(i), ctx.xs.pts.row(j));
-        let (arch, kind) = (&ctx.arch, ctx.kind);
         let ai = i - i0;
-        out.rows_v[ai] += w[j] * stable_value(arch, kind, xi, xj, &mut scratch);
-        stable_grad_add(
-            arch,
-            kind,
+        stable_add(
             xi,
             xj,
             w[j],
+            &mut out.rows_v[ai],
             &mut out.rows[ai * d..(ai + 1) * d],
-            &mut scratch,
         );
         if i != j {
             let bj = j - j0;
-            out.cols_v[bj] += w[i] * stable_value(arch, kind, xj, xi, &mut scratch);
-            stable_grad_add(
-                arch,
-                kind,
+            stable_add(
                 xj,
                 xi,
                 w[i],
+                &mut out.cols_v[bj],
                 &mut out.cols[bj * d..(bj + 1) * d],
-                &mut scratch,
             );
         }
     }
 }
 
-avx2_dispatch!(self_tile, self_tile_avx2, self_tile_impl, (ctx: &Ctx, a: usize, b: usize, w: &[f64], scales: &[(f64, f64)], out: &mut TilePart));
+simd_dispatch!(self_tile, self_tile_impl, (ctx: &Ctx, a: usize, b: usize, w: &[f64], scales: &[(f64, f64)], out: &mut TilePart));
 
 /// `(values, G)` for `z = [x; rest]` with weights `w` (length `x.n + rest.n`), as the plain pass
 /// computes them (see the module documentation); call only when [`eligible`].
@@ -289,13 +288,7 @@ pub(super) fn value_grad(
 mod tests {
     use super::*;
     use crate::gram::kernel_value_grad;
-
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
+    use crate::gram::tests::lcg;
 
     /// `n` fake points (with an exact duplicate and near-coincident pairs) and `m` others (one a copy
     /// of a fake point), and weights for all `n + m`.

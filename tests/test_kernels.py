@@ -199,7 +199,11 @@ def test_matvec_equals_kernel_times_v(backend, data, kind, sym):
     scale = np.abs(k) @ np.abs(v)
     assert kv.shape == (n,)
     assert np.isfinite(kv).all()
-    assert np.all(np.abs(kv - k @ v) <= 1e-12 * scale + 1e-300), f"{kv} vs {k @ v}"
+    # JAX: XLA compiles the two calls for different shapes (FMA contraction differs), and neural-tangents'
+    # erf formula loses ~1e-16 * (1 + 2 Sxx) relative at large inputs (see the strict xfail on it): seen
+    # 6e-10 at outputs ~770.  Rust evaluates the same pair the same way in both.
+    rtol = 1e-12 if backend == "rust" else 1e-9
+    assert np.all(np.abs(kv - k @ v) <= rtol * scale + 1e-300), f"{kv} vs {k @ v}"
 
 
 @_settings(25)

@@ -36,6 +36,7 @@ use crate::recursion::{
 pub use crate::recursion::TAU;
 
 mod self_pairs;
+
 /// Columns per vectorised block.
 const B: usize = 64;
 /// Columns per GEMM tile.
@@ -363,15 +364,15 @@ fn dense_tangents<const N: usize>(
 
 /// Lanes of one block of pairs: the kernel `v` and its partial derivatives along `p = |x|^2/d`,
 /// `r = <x, y>/d` and (symmetric blocks only) `q = |y|^2/d`, each times its tangent's seed.
-pub(crate) struct Lanes {
-    pub v: [f64; B],
-    pub p: [f64; B],
-    pub r: [f64; B],
-    pub q: [f64; B],
+struct Lanes {
+    v: [f64; B],
+    p: [f64; B],
+    r: [f64; B],
+    q: [f64; B],
 }
 
 impl Lanes {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Lanes {
             v: [0.0; B],
             p: [0.0; B],

@@ -444,8 +444,6 @@ class _Problem:
             return self
         _, first, inverse = np.unique(self.support, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        if first.size == self.n:
-            return self
         m = first.size
         wf = np.bincount(inverse, weights=self.wf, minlength=m)
         wr = np.bincount(inverse, weights=self.wr, minlength=m)

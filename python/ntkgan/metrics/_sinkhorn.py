@@ -195,7 +195,8 @@ def _self_potential(x, a, a_log, eps_s, p) -> np.ndarray:
     r"""The symmetric potential of :math:`\mathrm{OT}_\varepsilon(\alpha, \alpha)` (averaged updates along the
     schedule, then the final extrapolation), exactly as :func:`_sinkhorn`'s loop computes it.
 
-    It does not depend on the other cloud, so a fixed target's potential is cached (:func:`_cached`).
+    It does not depend on the other cloud, so a fixed target's potential is cached
+    (:func:`_cached_self_potential`).
     """
     sm = _Softmin(_cost(x, x, p, same=True))
     eps = eps_s[0]

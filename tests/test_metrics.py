@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ntkgan
 import numpy as np
 import pytest
+from conftest import assert_close, requires_jax
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
-from scipy.stats import energy_distance as scipy_energy_distance
-from scipy.stats import entropy
-
-import ntkgan
 from ntkgan import backends
 from ntkgan.metrics import (
+    _sinkhorn,
     diversity,
     energy_distance,
     mean_abs_cosine,
@@ -33,10 +30,11 @@ from ntkgan.metrics import (
     nearest_mode,
     sinkhorn_divergence,
 )
-from ntkgan.metrics import _sinkhorn
 from ntkgan.metrics._sinkhorn import _epsilon_schedule
-
-from conftest import assert_close, requires_jax
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+from scipy.stats import energy_distance as scipy_energy_distance
+from scipy.stats import entropy
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 _REF_JSON = VECTORS / "geomloss_reference.json"
@@ -473,9 +471,8 @@ def test_modes_reject_bad_input(call, match):
 @pytest.mark.parametrize("eps", [1e-6, 1e-3, 0.7, 300.0])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (64, 33)])
 def test_softmin_matches_scipy_logsumexp(eps, shape):
-    from scipy.special import logsumexp
-
     from ntkgan import _core
+    from scipy.special import logsumexp
 
     rng = np.random.default_rng(3)
     cost = rng.random(shape) * 20.0

@@ -16,7 +16,6 @@ from collections import OrderedDict
 import numpy as np
 
 from ntkgan import _core
-from ntkgan.threads import blas_single_thread
 from ntkgan.metrics._common import (
     check_clouds,
     check_positive,
@@ -24,6 +23,7 @@ from ntkgan.metrics._common import (
     pairwise_distances,
     pairwise_sqdist,
 )
+from ntkgan.threads import blas_single_thread
 
 __all__ = ["sinkhorn_divergence"]
 

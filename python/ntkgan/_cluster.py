@@ -39,8 +39,9 @@ SINGLE_THREAD_ENV = {
 #: dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers (to hand memory back to the OS early);
 #: setting any glibc malloc variable also turns off glibc's adaptive mmap threshold, so every array above
 #: 128 KiB is then mapped and unmapped afresh, and a finite-width (``ipm_reset``) run spends about twice the
-#: system time of the same run outside dask (4.1 s against 2.1 s for 20 steps).  Local workers keep
-#: glibc's defaults; the config key to clear on other clusters:
+#: system time of the same run outside dask (4.1 s against 2.1 s for 20 steps), and a run leaves the malloc
+#: settings alone when such a variable is set (see :mod:`ntkgan._malloc`).  Local workers get no such
+#: variable; the config key to clear on other clusters:
 MALLOC_CONFIG_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 #: seconds to wait for an existing scheduler before giving up

@@ -1171,7 +1171,7 @@ mod tests {
         }
     }
 
-    fn archs() -> Vec<Arch> {
+    pub(super) fn archs() -> Vec<Arch> {
         vec![
             Arch::relu(3, 1.0, 1.0),
             Arch::new(

@@ -55,3 +55,65 @@ def simd_path() -> str:
 
 def _reset_after_fork() -> None: ...
 def _panic_for_tests() -> None: ...
+
+def gemm_rate(m: int, k: int, n: int, dtype: str, seconds: float) -> float:
+    """GFLOP/s of the finite networks' GEMM on ``C (m x n) = A (m x k) B (k x n)``, split into chunks of 64 rows
+    over the pool, repeated for at least ``seconds`` (a benchmark's floor).
+
+    Raises
+    ------
+    ValueError
+        A zero size, a negative or non-finite ``seconds``, a ``dtype`` other than ``"float32"``/``"float64"``.
+    """
+
+class FiniteNet64:
+    """The passes of a finite discriminator ``f = sum_h s_h f_h`` in float64 (one or two plain halves).
+
+    ``FiniteNet64(activation, act_params, dims, scales, signs)``: the activation as ``Activation.finite_spec``
+    names it (``abrelu``, ``erf``, ``rbf``, ``gelu``, ``sin``), layer widths ``[d, n_1, ..., n_L, 1]``, the
+    ``(c_l, beta_l)`` of each dense layer, and one sign per half.  Each half's parameters are one contiguous
+    buffer ``[W_0, b_0, ..., W_L, b_L]`` of ``n_params`` values.  Used by
+    ``ntkgan.discriminator._finite_engine.RustEngine``.
+    """
+
+    def __init__(
+        self, activation: str, act_params: list[float], dims: list[int], scales: list[tuple[float, float]],
+        signs: list[float],
+    ) -> None: ...
+    @property
+    def n_params(self) -> int:
+        """Scalars in one half's buffer."""
+    def forward(self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``f(x)``, shape (n,); keeps the activations for :meth:`backward_update`."""
+    def backward_update(
+        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], ct: npt.NDArray[np.float64],
+        lr: float, penalty: float,
+    ) -> None:
+        """One gradient step (in place) from the cotangent ``ct`` (n,) at the points of the last :meth:`forward`,
+        with the gradient penalty ``penalty * mean |grad_x f|^2`` when ``penalty > 0``."""
+    def value_and_grad(
+        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], want_grad: bool
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """``(f(x), grad_x f(x))``, shapes (n,) and (n, d) ((n, 0) when ``want_grad`` is false)."""
+
+class FiniteNet32:
+    """:class:`FiniteNet64` in float32 (parameters, inputs, cotangents and outputs are float32 arrays)."""
+
+    def __init__(
+        self, activation: str, act_params: list[float], dims: list[int], scales: list[tuple[float, float]],
+        signs: list[float],
+    ) -> None: ...
+    @property
+    def n_params(self) -> int:
+        """Scalars in one half's buffer."""
+    def forward(self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``f(x)``, shape (n,); keeps the activations for :meth:`backward_update`."""
+    def backward_update(
+        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], ct: npt.NDArray[np.float32],
+        lr: float, penalty: float,
+    ) -> None:
+        """One gradient step (in place); see :meth:`FiniteNet64.backward_update`."""
+    def value_and_grad(
+        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], want_grad: bool
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """``(f(x), grad_x f(x))``, shapes (n,) and (n, d)."""

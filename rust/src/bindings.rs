@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArrayMethods,
+    PyReadwriteArray1, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -14,6 +14,7 @@ use pyo3::types::PyDict;
 
 use crate::arch::{Activation, Arch, Kind};
 use crate::error::NtkError;
+use crate::mlp::{self, Act, Net, Workspace};
 use crate::{gram, pool};
 
 impl From<NtkError> for PyErr {
@@ -55,10 +56,10 @@ fn parse_arch(spec: &Bound<'_, PyDict>) -> PyResult<Arch> {
 }
 
 /// The entries of a 2-D array, row-major, and its shape: borrowed when C-contiguous, else copied into `buf`.
-fn slice2<'a>(
-    a: &'a PyReadonlyArray2<'_, f64>,
-    buf: &'a mut Vec<f64>,
-) -> (&'a [f64], usize, usize) {
+fn slice2<'a, T: numpy::Element + Copy>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    buf: &'a mut Vec<T>,
+) -> (&'a [T], usize, usize) {
     let (n, d) = (a.shape()[0], a.shape()[1]);
     match a.as_slice() {
         Ok(s) => (s, n, d),
@@ -70,7 +71,10 @@ fn slice2<'a>(
 }
 
 /// The entries of a 1-D array: borrowed when contiguous, else copied into `buf`.
-fn slice1<'a>(a: &'a PyReadonlyArray1<'_, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+fn slice1<'a, T: numpy::Element + Copy>(
+    a: &'a PyReadonlyArray1<'_, T>,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
     match a.as_slice() {
         Ok(s) => s,
         Err(_) => {
@@ -271,6 +275,140 @@ fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
     })
 }
 
+/// Finite networks in one float type: the class `FiniteNet64` or `FiniteNet32` (see `ntkgan.discriminator._finite_engine`).
+macro_rules! finite_net_class {
+    ($name:ident, $t:ty, $pyname:literal) => {
+        /// A finite discriminator's passes: `FiniteNetXX(activation, act_params, dims, scales, signs)`.
+        #[pyclass(name = $pyname, module = "ntkgan._core")]
+        pub struct $name {
+            net: Net<$t>,
+            ws: Workspace<$t>,
+        }
+
+        #[pymethods]
+        impl $name {
+            #[new]
+            fn new(
+                activation: &str,
+                act_params: Vec<f64>,
+                dims: Vec<usize>,
+                scales: Vec<(f64, f64)>,
+                signs: Vec<f64>,
+            ) -> PyResult<Self> {
+                let act = Act::parse(activation, &act_params)?;
+                Ok($name {
+                    net: Net::new(act, dims, &scales, &signs)?,
+                    ws: Workspace::default(),
+                })
+            }
+
+            /// Scalars in one half's flat parameter buffer.
+            #[getter]
+            fn n_params(&self) -> usize {
+                self.net.n_params()
+            }
+
+            /// f(x) = sum_h s_h f_h(x), (n,); keeps the activations for `backward_update`.
+            fn forward<'py>(
+                &mut self,
+                py: Python<'py>,
+                params: Vec<PyReadonlyArray1<'py, $t>>,
+                x: PyReadonlyArray2<'py, $t>,
+            ) -> PyResult<Bound<'py, PyArray1<$t>>> {
+                let ps = contiguous(&params)?;
+                let mut xb = Vec::new();
+                let (xs, n, _) = slice2(&x, &mut xb);
+                let (net, ws) = (&self.net, &mut self.ws);
+                let f = run(py, move || net.forward(&ps, xs, n, ws))?;
+                Ok(f.into_pyarray(py))
+            }
+
+            /// One gradient step at the points of the last `forward` (in place; see Net::backward_update).
+            fn backward_update<'py>(
+                &mut self,
+                py: Python<'py>,
+                mut params: Vec<PyReadwriteArray1<'py, $t>>,
+                x: PyReadonlyArray2<'py, $t>,
+                ct: PyReadonlyArray1<'py, $t>,
+                lr: f64,
+                penalty: f64,
+            ) -> PyResult<()> {
+                let mut ps: Vec<&mut [$t]> = Vec::with_capacity(params.len());
+                for p in params.iter_mut() {
+                    ps.push(p.as_slice_mut().map_err(|_| {
+                        PyValueError::new_err("parameter buffers must be contiguous")
+                    })?);
+                }
+                let (mut xb, mut cb) = (Vec::new(), Vec::new());
+                let (xs, _, _) = slice2(&x, &mut xb);
+                let cs = slice1(&ct, &mut cb);
+                let (net, ws) = (&self.net, &mut self.ws);
+                run(py, move || {
+                    net.backward_update(&mut ps, xs, cs, lr, penalty, ws)
+                })
+            }
+
+            /// (f(x), grad_x f(x)): (n,) and (n, d) (the gradient is (n, 0)... empty when want_grad is false).
+            fn value_and_grad<'py>(
+                &self,
+                py: Python<'py>,
+                params: Vec<PyReadonlyArray1<'py, $t>>,
+                x: PyReadonlyArray2<'py, $t>,
+                want_grad: bool,
+            ) -> PyResult<(Bound<'py, PyArray1<$t>>, Bound<'py, PyArray2<$t>>)> {
+                let ps = contiguous(&params)?;
+                let mut xb = Vec::new();
+                let (xs, n, d) = slice2(&x, &mut xb);
+                let net = &self.net;
+                let (f, g) = run(py, move || net.value_and_grad(&ps, xs, n, want_grad))?;
+                let cols = if want_grad { d } else { 0 };
+                Ok((f.into_pyarray(py), g.into_pyarray(py).reshape([n, cols])?))
+            }
+        }
+    };
+}
+
+fn contiguous<'a, T: numpy::Element>(
+    params: &'a [PyReadonlyArray1<'_, T>],
+) -> PyResult<Vec<&'a [T]>> {
+    params
+        .iter()
+        .map(|p| {
+            p.as_slice()
+                .map_err(|_| PyValueError::new_err("parameter buffers must be contiguous"))
+        })
+        .collect()
+}
+
+finite_net_class!(FiniteNet64, f64, "FiniteNet64");
+finite_net_class!(FiniteNet32, f32, "FiniteNet32");
+
+/// gemm_rate(m, k, n, dtype, seconds) -> GFLOP/s of the finite networks' GEMM (C = A B, A m x k, B k x n,
+/// split into row chunks over the thread pool).
+#[pyfunction]
+#[pyo3(signature = (m, k, n, dtype, seconds))]
+fn gemm_rate(
+    py: Python<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: &str,
+    seconds: f64,
+) -> PyResult<f64> {
+    if m == 0 || k == 0 || n == 0 || !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(PyValueError::new_err(
+            "m, k, n must be >= 1 and seconds finite and >= 0",
+        ));
+    }
+    match dtype {
+        "float64" => run(py, move || Ok(mlp::gemm_rate::<f64>(m, k, n, seconds))),
+        "float32" => run(py, move || Ok(mlp::gemm_rate::<f32>(m, k, n, seconds))),
+        other => Err(PyValueError::new_err(format!(
+            "dtype must be 'float32' or 'float64', got {other:?}"
+        ))),
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel, m)?)?;
@@ -278,6 +416,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel_matvec, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_value_grad, m)?)?;
     m.add_function(wrap_pyfunction!(softmin, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm_rate, m)?)?;
+    m.add_class::<FiniteNet64>()?;
+    m.add_class::<FiniteNet32>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_reset_after_fork, m)?)?;

@@ -15,6 +15,7 @@ pub mod arch;
 pub mod atan;
 pub mod error;
 pub mod gram;
+pub mod mlp;
 pub mod num;
 pub mod pool;
 pub mod recursion;

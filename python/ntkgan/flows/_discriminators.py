@@ -6,6 +6,10 @@ r"""How a flow gets its discriminator each step: infinite width, or a finite net
   steps; each step runs ``n_d_steps`` full-batch gradient steps of size ``d_lr`` on the current sets (on the
   loss plus the gradient penalty ``d_grad_penalty`` times the mean squared input gradient, when > 0).
 - ``"reset"``: a freshly initialised network every step (from the flow's RNG), then the same steps.
+
+Finite networks run in ``config.d_dtype`` (float64 or float32) on the Rust engine when the activation has
+one (every built-in activation), else on the numpy trainer.  Each step's new reset network reuses the
+previous one's Rust work space (``workspace_of``), so re-initialising allocates only the parameters.
 """
 
 from __future__ import annotations
@@ -67,9 +71,10 @@ class DiscriminatorSource:
         self.rng = rng
         self.n_steps = config.n_d_steps
         self.network: FiniteDiscriminator | None = None
+        self._last_reset: FiniteDiscriminator | None = None
         if self.mode == "persistent":
             self.network = FiniteDiscriminator.init(self.arch, self.dim, loss=config.d_loss, f0=config.d_f0,
-                                                    rng=rng)
+                                                    rng=rng, dtype=config.d_dtype)
 
     def train(self, fake: np.ndarray, real: np.ndarray):
         """The discriminator of this step, trained on ``fake`` (N, d) vs ``real`` (M, d)."""
@@ -79,7 +84,9 @@ class DiscriminatorSource:
             return train_discriminator(fake, real, loss=c.d_loss, arch=self.arch, t=c.t, lr=c.d_lr, seed=seed,
                                        f0=c.d_f0, backend=c.backend, kind=c.d_kind, method=c.d_method)
         if self.mode == "reset":
-            net = FiniteDiscriminator.init(self.arch, self.dim, loss=c.d_loss, f0=c.d_f0, rng=self.rng)
+            net = FiniteDiscriminator.init(self.arch, self.dim, loss=c.d_loss, f0=c.d_f0, rng=self.rng,
+                                           dtype=c.d_dtype, workspace_of=self._last_reset)
+            self._last_reset = net
         else:
             net = self.network
         return net.step(fake, real, n_steps=self.n_steps, lr=c.d_lr, grad_penalty=c.d_grad_penalty)

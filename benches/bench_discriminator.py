@@ -3,7 +3,8 @@ r"""Speed of the infinite-width discriminator solvers (``ntkgan.train_discrimina
 
 Usage::
 
-    python benches/bench_discriminator.py [--quick] [--big] [--out benches/results] [--repeats K] [--threads T]
+    python benches/bench_discriminator.py [--quick] [--big] [--flows] [--out benches/results] [--repeats K]
+                                          [--threads T]
 
 Cases (ReLU depth 3, w_std = b_std = 1, d = 2, N = M = n / 2, t = 1, ``f0 = 0``; fake ~ N(0, I),
 real ~ N(0.7, I), seeded):
@@ -14,9 +15,14 @@ real ~ N(0.7, I), seeded):
    the Gram matrix alone; the ``dynamics="gd"`` closed form.  Target: < 30 ms.
 2. The crossover: ``eigh`` vs ``krylov`` vs ``matrix_free`` for n in 100 .. 1600, against the thresholds
    ``EIGH_MAX_N`` and ``DENSE_MAX_N`` that ``method="auto"`` uses.
-3. vanilla at n = 1000, t = 1: the ODE (DOP853, tol 1e-10) and the Lambert-W approximation, with its
-   sup-norm distance to the ODE on the training set.
+3. vanilla at n = 1000, t = 1: the ODE (Taylor series, tol 1e-10), a custom loss (``tanh(f +- 1)``,
+   DOP853) and the Lambert-W approximation by Lanczos (``"lambertw"``) and by eigh
+   (``"lambertw_eigh"``), with the Lanczos-vs-eigh difference and the approximation's sup-norm distance
+   to the ODE on the training set (see ``docs/vanilla_solvers.md``).
 4. (``--big``, run it once) LSGAN at n = 10 000 by the matrix-free path, 2 threads.  Target: < 60 s.
+5. (``--flows``) whole particle-flow steps (``ntkgan.flows.make_flow``, eight_gaussians, 500 vs 500
+   points): ``inf_lsgan``, ``inf_vanilla`` (Lambert-W) and ``inf_vanilla`` with ``d_method="ode"``, median
+   of 10 steps after 2 warm-up steps, and their ratios to ``inf_lsgan``.  Target: <= 2x.
 
 Each timing is the best (min) of ``K`` calls after one warm-up call (the big case: one call).  Nothing is
 asserted.  Results go to stdout as Markdown and to ``<out>/bench_discriminator[_quick].{json,md}``.  The
@@ -44,7 +50,7 @@ except ImportError:  # not installed: use the source tree
     import ntkgan
 
 from bench_kernels import _loadavg, machine_info
-from ntkgan.discriminator import _infinite, train_discriminator
+from ntkgan.discriminator import Loss, _infinite, train_discriminator
 
 ARCH = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)
 TARGETS = {"lsgan_1000_s": 0.030, "lsgan_10000_s": 60.0}
@@ -129,10 +135,42 @@ def case_vanilla(n: int, repeats: int) -> dict:
     out["ode_s"], ode = best(lambda: train_discriminator(fake, real, loss="vanilla", arch=ARCH, t=1.0), repeats)
     out["ode_nfev"] = ode.info["nfev"]
     out["ode_method"] = ode.info["ode_method"]
+    soft = Loss.from_derivatives(lambda f: np.tanh(f + 1.0), lambda f: np.tanh(f - 1.0))
+    out["custom_s"], custom = best(lambda: train_discriminator(fake, real, loss=soft, arch=ARCH, t=1.0),
+                                   repeats)
+    out["custom_nfev"] = custom.info["nfev"]
     out["lambertw_s"], lw = best(lambda: train_discriminator(fake, real, loss="vanilla", arch=ARCH, t=1.0,
                                                             method="lambertw"), repeats)
+    out["lambertw_solver"] = lw.info["solver"]
+    out["lambertw_iterations"] = lw.info.get("iterations", 0)
+    out["lambertw_eigh_s"], lwe = best(lambda: train_discriminator(fake, real, loss="vanilla", arch=ARCH,
+                                                                  t=1.0, method="lambertw_eigh"), 1)
+    out["lambertw_rel_diff_vs_eigh"] = float(np.abs(lw.coef - lwe.coef).max() / np.abs(lwe.coef).max())
     out["lambertw_sup_err"] = float(np.abs(lw.support_values - ode.support_values).max())
     out["f_sup"] = float(np.abs(ode.support_values).max())
+    return out
+
+
+def case_flow_steps(steps: int = 10) -> dict:
+    """Median seconds of a whole flow step (one BLAS thread inside), 2 warm-up steps."""
+    from ntkgan.flows import make_flow
+    from ntkgan.presets import make_config
+
+    def median_step(loss, **kw):
+        flow = make_flow(make_config(loss=loss, steps=steps + 2, **kw))
+        for _ in range(2):
+            flow.step()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            flow.step()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    out = {"inf_lsgan_s": median_step("inf_lsgan"), "inf_vanilla_s": median_step("inf_vanilla"),
+           "inf_vanilla_ode_s": median_step("inf_vanilla", d_method="ode")}
+    out["vanilla_ratio"] = out["inf_vanilla_s"] / out["inf_lsgan_s"]
+    out["vanilla_ode_ratio"] = out["inf_vanilla_ode_s"] / out["inf_lsgan_s"]
     return out
 
 
@@ -184,11 +222,28 @@ def to_markdown(res: dict) -> str:
     lines += [
         f"## vanilla, n = {v['n']}, t = 1",
         "",
-        f"- ODE ({v['ode_method']}, tol 1e-10): {v['ode_s']:.3f} s, {v['ode_nfev']} right-hand sides",
-        (f"- Lambert-W approximation: {v['lambertw_s']:.3f} s; sup-norm distance to the ODE on the training "
-        f"set {v['lambertw_sup_err']:.2e} (|f| up to {v['f_sup']:.2f})"),
+        f"- ODE ({v['ode_method']}, tol 1e-10): {v['ode_s']:.4f} s, {v['ode_nfev']} kernel products",
+        (f"- custom loss tanh(f +- 1) (DOP853, tol 1e-10): {v['custom_s']:.4f} s, {v['custom_nfev']} kernel "
+         "products"),
+        (f"- Lambert-W approximation ({v['lambertw_solver']}, {v['lambertw_iterations']} iterations): "
+         f"{v['lambertw_s']:.4f} s (eigh: {v['lambertw_eigh_s']:.4f} s; max rel. diff. of coef "
+         f"{v['lambertw_rel_diff_vs_eigh']:.1e}); sup-norm distance to the ODE on the training set "
+         f"{v['lambertw_sup_err']:.2e} (|f| up to {v['f_sup']:.2f})"),
         "",
     ]
+    if "flows" in res:
+        fs = res["flows"]
+        lines += [
+            "## Flow steps (eight_gaussians, 500 vs 500, t = 1; median of 10 after 2 warm-up steps)",
+            "",
+            "| preset | ms per step | ratio to inf_lsgan |",
+            "|---|---|---|",
+            f"| inf_lsgan | {fs['inf_lsgan_s'] * 1e3:.1f} | 1 |",
+            f"| inf_vanilla (Lambert-W) | {fs['inf_vanilla_s'] * 1e3:.1f} | {fs['vanilla_ratio']:.2f} |",
+            (f"| inf_vanilla, d_method='ode' | {fs['inf_vanilla_ode_s'] * 1e3:.1f} | "
+             f"{fs['vanilla_ode_ratio']:.2f} |"),
+            "",
+        ]
     if "big" in res:
         b = res["big"]
         lines += [
@@ -209,6 +264,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--big", action="store_true", help="also run n = 10 000 matrix-free (once)")
+    ap.add_argument("--flows", action="store_true",
+                    help="also time whole flow steps (inf_lsgan vs inf_vanilla)")
     ap.add_argument("--out", default=str(REPO / "benches" / "results"))
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -225,6 +282,9 @@ def main(argv=None) -> int:
     res["crossover"] = case_crossover(sizes, max(1, repeats // 2))
     print("vanilla ...", file=sys.stderr)
     res["vanilla"] = case_vanilla(n, max(1, repeats // 2))
+    if args.flows:
+        print("flow steps ...", file=sys.stderr)
+        res["flows"] = case_flow_steps()
     if args.big:
         print("n = 10 000 matrix-free (once) ...", file=sys.stderr)
         res["big"] = case_big(2000 if args.quick else 10_000)

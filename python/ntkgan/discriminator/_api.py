@@ -10,7 +10,7 @@ from ntkgan._validation import check_array, check_kind
 from ntkgan._validation import check_real as _check_real
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
-from ntkgan.discriminator._infinite import DEFAULT_TOL, train_infinite
+from ntkgan.discriminator._infinite import DEFAULT_TOL, LAMBERTW_METHODS, train_infinite
 from ntkgan.discriminator._losses import LOSSES, get_loss
 
 __all__ = ["METHODS", "train_discriminator"]
@@ -45,7 +45,7 @@ def _check_method(method, loss, width) -> str:
         raise ValueError(f"method applies to width=None only, got method={method!r} with width={width!r}")
     allowed = ("auto",) + METHODS[loss.closed_form]
     if loss is LOSSES["vanilla"]:
-        allowed += ("lambertw",)
+        allowed += LAMBERTW_METHODS
     if loss is LOSSES["hinge"]:
         allowed = ("auto", "piecewise_linear")
     if method not in allowed:
@@ -113,7 +113,9 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
         Infinite-width solver.  IPM: ``"closed_form"``.  LSGAN (quadratic losses): ``"eigh"``,
         ``"krylov"`` (dense Gram + Lanczos), ``"matrix_free"`` (Lanczos on :func:`ntkgan.kernel_matvec`, no
         n x n matrix) or ``"ode"``; ``"auto"`` picks by size.  vanilla, custom: ``"ode"``; vanilla also
-        ``"lambertw"`` (the paper's explicit eigenbasis approximation, flow and ``f0="zero"`` only).
+        ``"lambertw"`` (the paper's explicit eigenbasis approximation, flow and ``f0="zero"`` only; by
+        eigh, dense Lanczos or matrix-free Lanczos, picked by size like ``"auto"``, or forced with
+        ``"lambertw_eigh"``, ``"lambertw_krylov"``, ``"lambertw_matrix_free"``).
         hinge: ``"piecewise_linear"`` (exact event-driven flow with sliding modes).  ``dynamics="gd"``
         iterates the steps except for the IPM and quadratic closed forms.
     tol : float, default=1e-10
@@ -194,8 +196,8 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
                             grad_penalty=grad_penalty)
 
     dynamics = dynamics or "flow"
-    if method == "lambertw" and (dynamics != "flow" or f0 != "zero"):
-        raise ValueError(f"method='lambertw' needs dynamics='flow' and f0='zero', got dynamics={dynamics!r}, "
+    if method in LAMBERTW_METHODS and (dynamics != "flow" or f0 != "zero"):
+        raise ValueError(f"method={method!r} needs dynamics='flow' and f0='zero', got dynamics={dynamics!r}, "
                          f"f0={f0!r}")
     return train_infinite(fake, real, loss=loss, arch=arch, t=t, dynamics=dynamics, lr=lr, seed=int(seed), f0=f0,
                           backend=backend, kind=kind, method=method, tol=tol)

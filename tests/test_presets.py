@@ -45,7 +45,8 @@ def test_arch_presets_paper_values():
     assert sig.depth == 3 and sig.b_std == 0.2
     assert sig.activation == Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
     assert set(ARCH_PRESETS) == {"relu", "relu_nobias", "relu_highbias", "rbf", "sigmoid"}
-    assert set(LOSS_PRESETS) == {"inf_ipm", "inf_lsgan", "inf_vanilla", "ipm", "ipm_reset", "lsgan"}
+    assert set(LOSS_PRESETS) == {"inf_ipm", "inf_lsgan", "inf_vanilla", "inf_vanilla_ode", "ipm", "ipm_reset",
+                                 "lsgan"}
     assert set(DATA_PRESETS) == {"eight_gaussians", "density", "ab", "digits"}
 
 

@@ -64,8 +64,11 @@ _SIGMOID_LIKE = {"name": "erf", "a": 0.5, "b": 1.0 / 2.4020563531719796, "c": 0.
 LOSS_PRESETS: dict[str, dict[str, Any]] = {
     "inf_ipm": {"d_loss": "ipm", "discriminator": "infinite", "eta": 1000.0, "t": 1.0, "d_f0": "zero"},
     "inf_lsgan": {"d_loss": "lsgan", "discriminator": "infinite", "eta": 1000.0, "t": 1.0, "d_f0": "zero"},
+    # the paper's two vanilla solvers: its Lambert-W eigenbasis approximation, and the exact kernel flow
     "inf_vanilla": {"d_loss": "vanilla", "discriminator": "infinite", "eta": 1000.0, "t": 1.0, "d_f0": "zero",
                     "d_method": "lambertw"},
+    "inf_vanilla_ode": {"d_loss": "vanilla", "discriminator": "infinite", "eta": 1000.0, "t": 1.0,
+                        "d_f0": "zero", "d_method": "ode"},
     "ipm": {"d_loss": "ipm", "discriminator": "persistent", "eta": 100.0, "t": 0.1, "d_lr": 0.01,
             "d_f0": "zero"},
     "ipm_reset": {"d_loss": "ipm", "discriminator": "reset", "eta": 1000.0, "t": 1.0, "d_lr": 0.1,

@@ -240,3 +240,22 @@ def test_gemm_rate_is_a_positive_rate():
     assert _core.gemm_rate(64, 32, 16, "float32", 0.0) > 0
     with pytest.raises(ValueError, match="dtype"):
         _core.gemm_rate(4, 4, 4, "float16", 0.0)
+
+
+@pytest.mark.parametrize("loss", ["ipm", "lsgan", "vanilla", "hinge"])
+@pytest.mark.parametrize("penalty", [0.0, 0.2])
+def test_fused_rust_loop_equals_two_call_steps(loss, penalty):
+    """A built-in loss runs the whole loop in Rust (cotangents formed there); a copy of the same loss is not
+    built in, so it takes the forward / Python cotangent / backward_update path: the same numbers to
+    rounding (exp in Rust vs numpy)."""
+    import dataclasses
+
+    from ntkgan.discriminator import LOSSES
+
+    fake, real = _samples(70, 90)
+    arch = Mlp(depth=3, activation="erf", width=40, b_std=0.5)
+    twin = dataclasses.replace(LOSSES[loss])
+    assert twin is not LOSSES[loss]
+    a = FiniteDiscriminator.init(arch, 2, loss=loss, seed=6).step(fake, real, 20, 0.1, grad_penalty=penalty)
+    b = FiniteDiscriminator.init(arch, 2, loss=twin, seed=6).step(fake, real, 20, 0.1, grad_penalty=penalty)
+    _assert_same_network(a, b, fake, 1e-13)

@@ -168,6 +168,15 @@ def test_sinkhorn_all_points_equal_is_zero():
     assert sinkhorn_divergence(x, x[:3]) == 0.0
 
 
+def test_sinkhorn_of_clouds_closer_than_the_smallest_normal_float():
+    """Regression (hypothesis): two points 2.3e-156 apart made eps = D^2 subnormal and 1/eps infinite (NaN).
+    The divergence is then about D^2/2, i.e. 0 in float64, and symmetric."""
+    x, y = np.array([[0.0]]), np.array([[2.32589816e-156]])
+    value = sinkhorn_divergence(x, y)
+    assert np.isfinite(value) and abs(value) < 1e-300
+    assert sinkhorn_divergence(y, x) == value
+
+
 @given(small_clouds)
 def test_sinkhorn_self_is_zero_and_symmetric(xy):
     x, y = xy

@@ -91,6 +91,13 @@ class FiniteNet64:
     ) -> None:
         """One gradient step (in place) from the cotangent ``ct`` (n,) at the points of the last :meth:`forward`,
         with the gradient penalty ``penalty * mean |grad_x f|^2`` when ``penalty > 0``."""
+    def train(
+        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], n_fake: int, loss: str,
+        steps: int, lr: float, penalty: float,
+    ) -> None:
+        """``steps`` gradient steps (in place) on the built-in ``loss`` (``ipm``, ``lsgan``, ``vanilla``,
+        ``hinge``) of the first ``n_fake`` rows of ``x`` (fake) against the rest (real); FloatingPointError when a
+        cotangent is not finite."""
     def value_and_grad(
         self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], want_grad: bool
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -113,6 +120,11 @@ class FiniteNet32:
         lr: float, penalty: float,
     ) -> None:
         """One gradient step (in place); see :meth:`FiniteNet64.backward_update`."""
+    def train(
+        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], n_fake: int, loss: str,
+        steps: int, lr: float, penalty: float,
+    ) -> None:
+        """``steps`` gradient steps (in place); see :meth:`FiniteNet64.train`."""
     def value_and_grad(
         self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], want_grad: bool
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:

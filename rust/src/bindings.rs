@@ -8,18 +8,21 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyReadwriteArray1, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFloatingPointError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::arch::{Activation, Arch, Kind};
 use crate::error::NtkError;
-use crate::mlp::{self, Act, Net, Workspace};
+use crate::mlp::{self, Act, Loss, Net, Workspace};
 use crate::{gram, pool};
 
 impl From<NtkError> for PyErr {
     fn from(e: NtkError) -> PyErr {
-        PyValueError::new_err(e.to_string())
+        match e {
+            NtkError::NonFinite(_) => PyFloatingPointError::new_err(e.to_string()),
+            _ => PyValueError::new_err(e.to_string()),
+        }
     }
 }
 
@@ -345,6 +348,34 @@ macro_rules! finite_net_class {
                 let (net, ws) = (&self.net, &mut self.ws);
                 run(py, move || {
                     net.backward_update(&mut ps, xs, cs, lr, penalty, ws)
+                })
+            }
+
+            /// `steps` gradient steps on a built-in loss (see Net::train), in place.
+            #[allow(clippy::too_many_arguments)]
+            fn train<'py>(
+                &mut self,
+                py: Python<'py>,
+                mut params: Vec<PyReadwriteArray1<'py, $t>>,
+                x: PyReadonlyArray2<'py, $t>,
+                n_fake: usize,
+                loss: &str,
+                steps: usize,
+                lr: f64,
+                penalty: f64,
+            ) -> PyResult<()> {
+                let loss = Loss::parse(loss)?;
+                let mut ps: Vec<&mut [$t]> = Vec::with_capacity(params.len());
+                for p in params.iter_mut() {
+                    ps.push(p.as_slice_mut().map_err(|_| {
+                        PyValueError::new_err("parameter buffers must be contiguous")
+                    })?);
+                }
+                let mut xb = Vec::new();
+                let (xs, _, _) = slice2(&x, &mut xb);
+                let (net, ws) = (&self.net, &mut self.ws);
+                run(py, move || {
+                    net.train(&mut ps, xs, n_fake, loss, steps, lr, penalty, ws)
                 })
             }
 

@@ -12,6 +12,8 @@ pub enum NtkError {
     Shape(String),
     /// A scalar argument is out of its domain.
     Value(String),
+    /// A computation produced a non-finite number (a diverging discriminator).
+    NonFinite(String),
 }
 
 impl fmt::Display for NtkError {
@@ -20,6 +22,7 @@ impl fmt::Display for NtkError {
             NtkError::Arch(msg) => write!(f, "invalid architecture: {msg}"),
             NtkError::Shape(msg) => write!(f, "shape mismatch: {msg}"),
             NtkError::Value(msg) => write!(f, "invalid value: {msg}"),
+            NtkError::NonFinite(msg) => write!(f, "{msg}"),
         }
     }
 }

@@ -74,7 +74,7 @@ from ntkgan._validation import check_array
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._finite_engine import RustEngine, pick_engine
-from ntkgan.discriminator._losses import Loss, get_loss
+from ntkgan.discriminator._losses import LOSSES, Loss, get_loss
 
 __all__ = ["FiniteDiscriminator", "train_finite"]
 
@@ -271,7 +271,7 @@ class FiniteDiscriminator(Discriminator):
     """
 
     def __init__(self, arch: Mlp, params, *, loss, copy: bool = True, dtype: str = "float64",
-                 engine: str = "auto", workspace_of: "FiniteDiscriminator | None" = None):
+                 engine: str = "auto", workspace_of: FiniteDiscriminator | None = None):
         loss = get_loss(loss)
         arch = _F._check_arch(arch)
         dtype = _check_dtype(dtype)
@@ -295,7 +295,7 @@ class FiniteDiscriminator(Discriminator):
     @classmethod
     def init(cls, arch: Mlp, dim: int, *, loss, f0: str = "zero", seed=None,
              rng: np.random.Generator | None = None, dtype: str = "float64",
-             engine: str = "auto", workspace_of: "FiniteDiscriminator | None" = None) -> "FiniteDiscriminator":
+             engine: str = "auto", workspace_of: FiniteDiscriminator | None = None) -> FiniteDiscriminator:
         r"""A freshly initialised network: antisymmetric (:math:`f_0 \equiv 0`) or plain (``f0="random"``).
 
         Parameters
@@ -458,7 +458,7 @@ class FiniteDiscriminator(Discriminator):
         return grads
 
     def step(self, fake, real, n_steps: int = 1, lr: float = 0.1,
-             grad_penalty: float = 0.0) -> "FiniteDiscriminator":
+             grad_penalty: float = 0.0) -> FiniteDiscriminator:
         r"""Take ``n_steps`` steps :math:`\theta \leftarrow \theta - \eta\nabla_\theta L` (in place).
 
         Parameters
@@ -498,6 +498,9 @@ class FiniteDiscriminator(Discriminator):
         if self._engine is None:
             for _ in range(n_steps):
                 _gd_step(self.arch, self.params, self.loss, z, n_fake, lr, grad_penalty)
+        elif n_steps and LOSSES.get(self.loss.name) is self.loss:
+            # a built-in loss: the whole loop in Rust, cotangents included
+            self._engine.train(self._engine.cast(z), n_fake, self.loss.name, n_steps, lr, grad_penalty)
         elif n_steps:
             engine = self._engine
             zc = engine.cast(z)

@@ -6,13 +6,15 @@ contiguous buffer ``[W_0, b_0, ..., W_L, b_L]``; its ``params`` are numpy views 
 Rust passes (``ntkgan._core.FiniteNet64`` / ``FiniteNet32``) update them in place and everything that reads
 ``params`` (checkpoints, the numpy reference functions of :mod:`ntkgan.finite`) sees the same numbers.
 
-One gradient-descent step is two calls: :meth:`RustEngine.forward` (the forward pass of every half,
-keeping the activations; returns :math:`f` on the training points), then, after Python has formed the loss
-cotangent :math:`\partial L/\partial f(z)` from it (any :class:`~ntkgan.discriminator.Loss`),
-:meth:`RustEngine.backward_update` (backprop, optionally the gradient penalty's double backprop, and the
-in-place update :math:`W_l \mathrel{-}= \eta c_l (h_l^\top D_l + u_l^\top \delta_l)`).  The passes run over
-fixed chunks of 64 rows and fixed blocks of 32 weight rows on the core's thread pool, so the numbers do
-not depend on the thread count; the GEMMs are ``matrixmultiply``'s.  The numpy trainer
+For the built-in losses (ipm, lsgan, vanilla, hinge) :meth:`RustEngine.train` runs every gradient step in
+one call: per step, each chunk of 64 rows runs the forward pass of every half, the loss cotangent
+:math:`\partial L/\partial f(z_i) = \ell'(f(z_i)) w_i` and the backprop (optionally the gradient penalty's
+double backprop) in one task, then the weights are updated,
+:math:`W_l \mathrel{-}= \eta c_l (h_l^\top D_l + u_l^\top \delta_l)`, in blocks of 64 rows.  Any other
+:class:`~ntkgan.discriminator.Loss` takes two calls per step: :meth:`RustEngine.forward` (returns
+:math:`f` on the training points, keeping the activations), then, with the cotangent Python forms from
+it, :meth:`RustEngine.backward_update`.  The partitions are fixed, so the numbers do not depend on the
+thread count; the GEMMs are ``matrixmultiply``'s.  The numpy trainer
 (:func:`ntkgan.discriminator._finite._gd_step`) computes the same step and is the reference in the tests
 (equal within 1e-12 over 20 steps in float64).
 
@@ -115,7 +117,7 @@ class RustEngine:
         self.flats = []
         self.views = []
         for half in halves:
-            flat = np.empty(self.core.n_params, dtype=self.dtype)
+            flat = _aligned_empty(self.core.n_params, self.dtype)
             self.flats.append(flat)
             self.views.append(_views(flat, half))
         self.load(halves)
@@ -140,10 +142,26 @@ class RustEngine:
         self.core.backward_update(self.flats, x, np.ascontiguousarray(ct, dtype=self.dtype), float(lr),
                                   float(grad_penalty))
 
+    def train(self, x: np.ndarray, n_fake: int, loss_name: str, steps: int, lr: float,
+              grad_penalty: float) -> None:
+        """``steps`` gradient steps on the built-in loss ``loss_name`` (cotangents formed in Rust), in place.
+
+        Raises ``FloatingPointError`` when a cotangent is not finite (the weights keep the last finite
+        step, as with the two-call step)."""
+        self.core.train(self.flats, x, int(n_fake), loss_name, int(steps), float(lr), float(grad_penalty))
+
     def value_and_grad(self, x: np.ndarray, want_grad: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(f(x), grad f(x))`` as float64 arrays, (n,) and (n, d) (the gradient (n, 0) without ``want_grad``)."""
         f, g = self.core.value_and_grad(self.flats, self.cast(x), want_grad)
         return np.asarray(f, dtype=np.float64), np.asarray(g, dtype=np.float64)
+
+
+def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised 1-D array whose data starts on a 64-byte boundary (the Rust kernels' weight rows then
+    start on cache lines)."""
+    raw = np.empty(n + 64 // dtype.itemsize, dtype=dtype)
+    offset = (-raw.ctypes.data % 64) // dtype.itemsize
+    return raw[offset:offset + n]
 
 
 def _views(flat: np.ndarray, half: list) -> list:

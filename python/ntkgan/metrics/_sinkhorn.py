@@ -157,9 +157,17 @@ def _bounding_box_diameter(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _epsilon_schedule(p: int, diameter: float, blur: float, scaling: float) -> list[float]:
-    """geomloss ``epsilon_schedule``: ``[D^p] + [D^p scaling^(p k) > blur^p, k = 0, 1, ...] + [blur^p]``."""
+    """geomloss ``epsilon_schedule``: ``[D^p] + [D^p scaling^(p k) > blur^p, k = 0, 1, ...] + [blur^p]``.
+
+    A ``D^p`` below the smallest normal float (``D < 1.5e-154`` for ``p = 2``) is replaced by ``blur^p``:
+    ``1 / D^p`` would overflow to infinity and the first iteration would be ``inf - inf`` (geomloss has the
+    same problem; for such clouds the first entry is only a warm start of the ``blur^p`` iterations).
+    """
+    first = diameter**p
+    if first < np.finfo(float).tiny:
+        return [blur**p, blur**p]
     ramp = np.arange(p * np.log(diameter), p * np.log(blur), p * np.log(scaling))
-    return [diameter**p] + [float(np.exp(e)) for e in ramp] + [blur**p]
+    return [first] + [float(np.exp(e)) for e in ramp] + [blur**p]
 
 
 def _cost(x: np.ndarray, y: np.ndarray, p: int, *, same: bool = False) -> np.ndarray:

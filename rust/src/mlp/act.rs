@@ -229,6 +229,26 @@ impl<T: Real> Phi<T> {
         by_variant!(p, zip_update(z, v, |x, y| y * p.df(x)));
     }
 
+    /// `z[i] = phi(z[i] + bias[i % cols])` in place (no bias when `bias` is empty).
+    pub fn bias_map_f_inplace(&self, bias: &[T], z: &mut [T], cols: usize) {
+        let p = *self;
+        let relu = matches!(p, Phi::AbRelu { a, b } if a == T::ZERO && b == T::ONE);
+        for zr in z.chunks_exact_mut(cols) {
+            if !bias.is_empty() {
+                for (zv, &bj) in zr.iter_mut().zip(bias) {
+                    *zv += bj;
+                }
+            }
+            if relu {
+                for v in zr.iter_mut() {
+                    *v = v.max(T::ZERO);
+                }
+            } else {
+                by_variant!(p, map_in_place(zr, |y| p.f(y)));
+            }
+        }
+    }
+
     /// Whether `phi''` is not identically zero (the gradient penalty then has source terms).
     pub fn curved(&self) -> bool {
         !matches!(self, Phi::AbRelu { .. })
@@ -253,6 +273,13 @@ use by_variant;
 fn zip_map<T: Copy>(z: &[T], out: &mut [T], f: impl Fn(T) -> T) {
     for (o, &x) in out.iter_mut().zip(z) {
         *o = f(x);
+    }
+}
+
+#[inline(always)]
+fn map_in_place<T: Copy>(v: &mut [T], f: impl Fn(T) -> T) {
+    for o in v.iter_mut() {
+        *o = f(*o);
     }
 }
 

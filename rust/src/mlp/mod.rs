@@ -5,9 +5,12 @@
 //! validation and the parameters; this module owns the loops.
 
 pub mod act;
+pub mod kernel;
+pub mod loss;
 mod net;
 pub mod real;
 
 pub use act::Act;
+pub use loss::Loss;
 pub use net::{gemm_rate, Net, Workspace, CHUNK, WBLOCK};
 pub use real::Real;

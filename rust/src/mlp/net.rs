@@ -14,6 +14,8 @@
 use rayon::prelude::*;
 
 use super::act::{Act, Phi};
+use super::kernel::Operands;
+use super::loss::Loss;
 use super::real::Real;
 use crate::ensure;
 use crate::error::NtkError;
@@ -23,6 +25,124 @@ use crate::pool;
 pub const CHUNK: usize = 64;
 /// Rows of a weight matrix per update task.
 pub const WBLOCK: usize = 64;
+
+/// Inner dimensions up to this are multiplied by [`small_k_product`] instead of a GEMM call (the first
+/// layer of a network on low-dimensional data: a GEMM's packing would cost more than its arithmetic).
+const SMALL_K: usize = 8;
+
+/// `C = c (A B)` for row-major `A` (m x k) and `B` (k x n) and a small `k`: row by row, summing over `k`
+/// in order, vectorised along the `n` columns.
+///
+/// # Safety
+/// The pointers address matrices of the shapes given; `out` does not alias the inputs.
+unsafe fn small_k_product<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    c: T,
+    a: *const T,
+    b: *const T,
+    out: *mut T,
+) {
+    let b = std::slice::from_raw_parts(b, k * n);
+    for r in 0..m {
+        let ar = std::slice::from_raw_parts(a.add(r * k), k);
+        let row = std::slice::from_raw_parts_mut(out.add(r * n), n);
+        for (o, &b0) in row.iter_mut().zip(&b[..n]) {
+            *o = ar[0] * b0;
+        }
+        for (q, &aq) in ar.iter().enumerate().skip(1) {
+            for (o, &bq) in row.iter_mut().zip(&b[q * n..(q + 1) * n]) {
+                *o += aq * bq;
+            }
+        }
+        for o in row.iter_mut() {
+            *o = c * *o;
+        }
+    }
+}
+
+/// A matrix operand of [`gemm`]: a pointer and (row, column) strides in elements.
+#[derive(Clone, Copy)]
+struct View<T> {
+    p: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+/// A row-major matrix with `cols` columns.
+#[inline(always)]
+fn rm<T>(p: *const T, cols: usize) -> View<T> {
+    View {
+        p,
+        rs: cols as isize,
+        cs: 1,
+    }
+}
+
+/// The transpose of a row-major matrix with `cols` columns.
+#[inline(always)]
+fn tr<T>(p: *const T, cols: usize) -> View<T> {
+    View {
+        p,
+        rs: 1,
+        cs: cols as isize,
+    }
+}
+
+/// Inner dimensions up to this go to the register-blocked kernel (the row-chunk products); longer ones
+/// (the weight updates, summing over all samples) to `matrixmultiply`, whose packing then pays off.
+const NN_MAX_K: usize = 1 << 20;
+
+/// `C = alpha A B + beta C` (`beta` 0 or 1), `A` (m x k) and `B` (k x n) as views, `C` row-major (m x n)
+/// with `ldc` columns between rows: the register-blocked kernel when `B` is row-major and `k` short,
+/// else `matrixmultiply`.
+///
+/// # Safety
+/// As [`Real::gemm`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gemm<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: View<T>,
+    b: View<T>,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
+    if b.cs == 1 && k <= NN_MAX_K && a.rs >= 0 && a.cs >= 0 && b.rs >= 0 {
+        let o = Operands {
+            a: a.p,
+            rsa: a.rs as usize,
+            csa: a.cs as usize,
+            b: b.p,
+            ldb: b.rs as usize,
+            c,
+            ldc,
+        };
+        T::gemm_nn(m, k, n, alpha, beta == T::ONE, o);
+    } else {
+        T::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.p,
+            a.rs,
+            a.cs,
+            b.p,
+            b.rs,
+            b.cs,
+            beta,
+            c,
+            ldc as isize,
+            1,
+        );
+    }
+}
 
 /// A raw pointer that tasks writing disjoint entries may share.
 struct Ptr<T>(*mut T);
@@ -66,37 +186,124 @@ pub struct Net<T: Real> {
     w_off: Vec<usize>,
     b_off: Vec<usize>,
     n_params: usize,
+    /// Offsets of `W_l^T` (l < L) in a half's buffer of transposed weights, and its length.
+    wt_off: Vec<usize>,
+    wt_len: usize,
+    /// `phi'(z)` is a function of `h = phi(z)` (`a min(z, 0) + b max(z, 0)` with `a >= 0 < b`: `z > 0` iff
+    /// `h > 0`), so the pre-activations are not kept: the work space holds `h` only (a third less memory
+    /// traffic per step).
+    h_for_z: bool,
 }
 
 /// The activations of the last [`Net::forward`] and the backprop factors of the last update, per half.
-#[derive(Default)]
 pub struct Workspace<T> {
     n: usize,
     /// `z_l`, l < L (n x dims[l+1]), index `half * L + l`.
-    z: Vec<Vec<T>>,
+    z: Vec<Aligned<T>>,
     /// `h_{l+1}`, l < L (n x dims[l+1]), index `half * L + l`.
-    h: Vec<Vec<T>>,
+    h: Vec<Aligned<T>>,
     /// `f_h` (n), index `half`.
-    out: Vec<Vec<T>>,
+    out: Vec<Aligned<T>>,
+    /// `f` (n), and the cotangent `dL/df` (n).
+    f: Aligned<T>,
+    ct: Aligned<T>,
     /// `D_l`, l = 0..=L (n x dims[l+1]), index `half * (L + 1) + l`.
-    d: Vec<Vec<T>>,
+    d: Vec<Aligned<T>>,
     /// Penalty: input-backprop deltas `delta_l` (n x dims[l+1]), index `half * (L + 1) + l`.
-    de: Vec<Vec<T>>,
+    de: Vec<Aligned<T>>,
     /// Penalty: adjoints `u_l` (n x dims[l]), index `half * (L + 1) + l`.
-    u: Vec<Vec<T>>,
+    u: Vec<Aligned<T>>,
+    /// Each half's `W_l^T` (l < L), the row-major right operands of backprop.
+    wt: Vec<Aligned<T>>,
 }
 
-fn resize<T: Real>(bufs: &mut Vec<Vec<T>>, sizes: &[usize]) {
-    bufs.resize_with(sizes.len(), Vec::new);
-    for (b, &s) in bufs.iter_mut().zip(sizes) {
-        if b.len() != s {
-            b.clear();
-            b.resize(s, T::ZERO);
+impl<T: Real> Default for Workspace<T> {
+    fn default() -> Self {
+        Workspace {
+            n: 0,
+            z: Vec::new(),
+            h: Vec::new(),
+            out: Vec::new(),
+            f: Aligned::default(),
+            ct: Aligned::default(),
+            d: Vec::new(),
+            de: Vec::new(),
+            u: Vec::new(),
+            wt: Vec::new(),
         }
     }
 }
 
-fn ptrs<T>(bufs: &mut [Vec<T>]) -> Vec<Ptr<T>> {
+/// Pointers into a [`Workspace`] for one pass (see its fields).
+struct Bufs<T> {
+    z: Vec<Ptr<T>>,
+    h: Vec<Ptr<T>>,
+    out: Vec<Ptr<T>>,
+    f: Ptr<T>,
+    ct: Ptr<T>,
+    d: Vec<Ptr<T>>,
+    de: Vec<Ptr<T>>,
+    u: Vec<Ptr<T>>,
+    wt: Vec<Ptr<T>>,
+}
+
+/// A buffer whose first value sits on a 64-byte (cache line) boundary: the kernels' row loads then never
+/// straddle two lines when a row is a whole number of lines (widths divisible by 8 in f64).
+#[derive(Default)]
+pub struct Aligned<T> {
+    raw: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: Real> Aligned<T> {
+    /// `len` zeros (kept as they are when the length does not change).
+    fn resize(&mut self, len: usize) {
+        if self.len == len && !self.raw.is_empty() {
+            return;
+        }
+        let size = std::mem::size_of::<T>();
+        self.raw = vec![T::ZERO; len + 64 / size];
+        let addr = self.raw.as_ptr() as usize;
+        self.off = ((64 - addr % 64) % 64) / size;
+        self.len = len;
+    }
+
+    fn zeros(len: usize) -> Self {
+        let mut a = Aligned {
+            raw: Vec::new(),
+            off: 0,
+            len: 0,
+        };
+        a.resize(len);
+        a
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.raw[self.off..self.off + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.raw[self.off..self.off + self.len]
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut T {
+        self.as_mut_slice().as_mut_ptr()
+    }
+}
+
+fn resize1<T: Real>(buf: &mut Aligned<T>, size: usize) {
+    buf.resize(size);
+}
+
+fn resize<T: Real>(bufs: &mut Vec<Aligned<T>>, sizes: &[usize]) {
+    bufs.resize_with(sizes.len(), Aligned::default);
+    for (b, &s) in bufs.iter_mut().zip(sizes) {
+        b.resize(s);
+    }
+}
+
+fn ptrs<T: Real>(bufs: &mut [Aligned<T>]) -> Vec<Ptr<T>> {
     bufs.iter_mut().map(|b| Ptr(b.as_mut_ptr())).collect()
 }
 
@@ -156,7 +363,16 @@ impl<T: Real> Net<T> {
             b_off.push(off);
             off += dims[l + 1];
         }
+        let (mut wt_off, mut wt_len) = (Vec::new(), 0);
+        for l in 0..layers - 1 {
+            wt_off.push(wt_len);
+            wt_len += dims[l] * dims[l + 1];
+        }
+        let h_for_z = matches!(act, Act::AbRelu { a, b } if a >= 0.0 && b > 0.0);
         Ok(Net {
+            h_for_z,
+            wt_off,
+            wt_len,
             c: scales.iter().map(|s| T::of(s.0)).collect(),
             beta: scales.iter().map(|s| T::of(s.1)).collect(),
             c64: scales.iter().map(|s| s.0).collect(),
@@ -240,40 +456,92 @@ impl<T: Real> Net<T> {
             let (cin, cout) = (self.dims[l], self.dims[l + 1]);
             let dst = if l < hidden { z[l] } else { out };
             let w = p.as_ptr().add(self.w_off[l]);
-            T::gemm(
-                rows,
-                cin,
-                cout,
-                self.c[l],
-                inp,
-                cin as isize,
-                1,
-                w,
-                cout as isize,
-                1,
-                T::ZERO,
-                dst,
-                cout as isize,
-                1,
-            );
+            if cin <= SMALL_K {
+                small_k_product(rows, cin, cout, self.c[l], inp, w, dst);
+            } else {
+                gemm(
+                    rows,
+                    cin,
+                    cout,
+                    self.c[l],
+                    rm(inp, cin),
+                    rm(w, cout),
+                    T::ZERO,
+                    dst,
+                    cout,
+                );
+            }
             let beta = self.beta[l];
-            let dst = std::slice::from_raw_parts_mut(dst, rows * cout);
             let b = &p[self.b_off[l]..self.b_off[l] + cout];
             if l < hidden {
-                let hs = std::slice::from_raw_parts_mut(h[l], rows * cout);
                 if beta != T::ZERO {
                     bb.clear();
                     bb.extend(b.iter().map(|&bj| beta * bj));
-                    self.phi.bias_map_f(bb, dst, hs);
+                }
+                let bias: &[T] = if beta != T::ZERO { bb } else { &[] };
+                if std::ptr::eq(dst, h[l]) {
+                    // z_l is not kept (see `h_for_z`): bias and activation in place
+                    self.phi.bias_map_f_inplace(
+                        bias,
+                        std::slice::from_raw_parts_mut(dst, rows * cout),
+                        cout,
+                    );
                 } else {
-                    self.phi.map_f(dst, hs);
+                    let (zs, hs) = (
+                        std::slice::from_raw_parts_mut(dst, rows * cout),
+                        std::slice::from_raw_parts_mut(h[l], rows * cout),
+                    );
+                    if bias.is_empty() {
+                        self.phi.map_f(zs, hs);
+                    } else {
+                        self.phi.bias_map_f(bias, zs, hs);
+                    }
                 }
                 inp = h[l];
             } else if beta != T::ZERO {
+                let dst = std::slice::from_raw_parts_mut(dst, rows * cout);
                 for row in dst.chunks_exact_mut(cout) {
                     for (v, &bj) in row.iter_mut().zip(b) {
                         *v += beta * bj;
                     }
+                }
+            }
+        }
+    }
+
+    /// The row-major right operand `W_l^T` (cout x cin) of backprop through layer `l`: the half's
+    /// transposed copy `wt` (see [`Net::transpose`]), or `W_l` itself for a one-output layer.
+    ///
+    /// # Safety
+    /// `wt` holds the half's transposed weights.
+    unsafe fn w_transposed(&self, p: &[T], wt: *const T, l: usize) -> View<T> {
+        let cin = self.dims[l];
+        if self.dims[l + 1] == 1 {
+            rm(p.as_ptr().add(self.w_off[l]), cin)
+        } else {
+            rm(wt.add(self.wt_off[l]), cin)
+        }
+    }
+
+    /// `wt = [W_0^T, ..., W_{L-1}^T]` of the half `p` (rows `r0..r0 + nr` of `W_l` only, with `layer`).
+    ///
+    /// # Safety
+    /// `p` holds a half's `n_params` values (only the rows read need be settled), `wt` holds `wt_len`.
+    unsafe fn transpose(&self, p: *const T, wt: *mut T, layer: Option<(usize, usize, usize)>) {
+        let layers: Vec<(usize, usize, usize)> = match layer {
+            Some(one) => vec![one],
+            None => (0..self.hidden()).map(|l| (l, 0, self.dims[l])).collect(),
+        };
+        for (l, r0, nr) in layers {
+            if l >= self.hidden() {
+                continue;
+            }
+            let (cin, cout) = (self.dims[l], self.dims[l + 1]);
+            let w = p.add(self.w_off[l]);
+            let t = wt.add(self.wt_off[l]);
+            for i in r0..r0 + nr {
+                for j in 0..cout {
+                    *t.add(j * cin + i) = *w.add(i * cout + j);
                 }
             }
         }
@@ -289,6 +557,7 @@ impl<T: Real> Net<T> {
     unsafe fn backward_rows(
         &self,
         p: &[T],
+        wt: *const T,
         top: impl Fn(usize) -> T,
         rows: usize,
         z: &[*const T],
@@ -304,47 +573,37 @@ impl<T: Real> Net<T> {
         }
         for l in (1..=hidden).rev() {
             let (cin, cout) = (self.dims[l], self.dims[l + 1]);
-            let w = p.as_ptr().add(self.w_off[l]);
+            let wtl = self.w_transposed(p, wt, l);
             let below = dl[l - 1];
             // c_l D_l W_l^T, then (optionally kept as dh_l) times phi'(z_{l-1})
             match dh {
                 Some(dh) => {
-                    T::gemm(
+                    gemm(
                         rows,
                         cout,
                         cin,
                         self.c[l],
-                        dl[l],
-                        cout as isize,
-                        1,
-                        w,
-                        1,
-                        cout as isize,
+                        rm(dl[l], cout),
+                        wtl,
                         T::ZERO,
                         dh[l],
-                        cin as isize,
-                        1,
+                        cin,
                     );
                     let dhs = std::slice::from_raw_parts(dh[l], rows * cin);
                     let out = std::slice::from_raw_parts_mut(below, rows * cin);
                     out.copy_from_slice(dhs);
                 }
                 None => {
-                    T::gemm(
+                    gemm(
                         rows,
                         cout,
                         cin,
                         self.c[l],
-                        dl[l],
-                        cout as isize,
-                        1,
-                        w,
-                        1,
-                        cout as isize,
+                        rm(dl[l], cout),
+                        wtl,
                         T::ZERO,
                         below,
-                        cin as isize,
-                        1,
+                        cin,
                     );
                 }
             }
@@ -362,22 +621,16 @@ impl<T: Real> Net<T> {
         }
         if let Some(g) = grad {
             let (d, c1) = (self.dims[0], self.dims[1]);
-            let w = p.as_ptr().add(self.w_off[0]);
-            T::gemm(
+            gemm(
                 rows,
                 c1,
                 d,
                 self.c[0],
-                dl[0],
-                c1 as isize,
-                1,
-                w,
-                1,
-                c1 as isize,
+                rm(dl[0], c1),
+                self.w_transposed(p, wt, 0),
                 T::ZERO,
                 g,
-                d as isize,
-                1,
+                d,
             );
         }
     }
@@ -403,21 +656,16 @@ impl<T: Real> Net<T> {
         for l in 0..hidden {
             let (cin, cout) = (self.dims[l], self.dims[l + 1]);
             let w = p.as_ptr().add(self.w_off[l]);
-            T::gemm(
+            gemm(
                 rows,
                 cin,
                 cout,
                 self.c[l],
-                u[l],
-                cin as isize,
-                1,
-                w,
-                cout as isize,
-                1,
+                rm(u[l], cin),
+                rm(w, cout),
                 T::ZERO,
                 dbar,
-                cout as isize,
-                1,
+                cout,
             );
             let db = std::slice::from_raw_parts(dbar, rows * cout);
             let zs = std::slice::from_raw_parts(z[l], rows * cout);
@@ -437,6 +685,287 @@ impl<T: Real> Net<T> {
 
     // -- whole passes ---------------------------------------------------------------------------------
 
+    /// Size the work space for `n` points (the penalty's buffers too when `penalty`) and take pointers
+    /// into it.
+    fn buffers(&self, ws: &mut Workspace<T>, n: usize, backward: bool, penalty: bool) -> Bufs<T> {
+        let (hidden, halves) = (self.hidden(), self.halves());
+        let nl = hidden + 1;
+        let zsizes: Vec<usize> = (0..halves * hidden)
+            .map(|i| n * self.dims[i % hidden + 1])
+            .collect();
+        resize(&mut ws.z, if self.h_for_z { &[] } else { &zsizes });
+        resize(&mut ws.h, &zsizes);
+        resize(&mut ws.out, &vec![n; halves]);
+        resize1(&mut ws.f, n);
+        if backward {
+            resize(&mut ws.wt, &vec![self.wt_len; halves]);
+            let dsizes: Vec<usize> = (0..halves * nl)
+                .map(|i| n * self.dims[i % nl + 1])
+                .collect();
+            resize(&mut ws.d, &dsizes);
+            resize1(&mut ws.ct, n);
+            if penalty {
+                resize(&mut ws.de, &dsizes);
+                let usizes: Vec<usize> = (0..halves * nl).map(|i| n * self.dims[i % nl]).collect();
+                resize(&mut ws.u, &usizes);
+            }
+        }
+        Bufs {
+            z: if self.h_for_z {
+                ptrs(&mut ws.h)
+            } else {
+                ptrs(&mut ws.z)
+            },
+            h: ptrs(&mut ws.h),
+            out: ptrs(&mut ws.out),
+            f: Ptr(ws.f.as_mut_ptr()),
+            ct: Ptr(ws.ct.as_mut_ptr()),
+            d: ptrs(&mut ws.d),
+            de: ptrs(&mut ws.de),
+            u: ptrs(&mut ws.u),
+            wt: ptrs(&mut ws.wt),
+        }
+    }
+
+    /// Forward pass of chunk `k` of every half: `z_l`, `h_{l+1}`, `f_h` and `f = sum_h s_h f_h` into `b`.
+    ///
+    /// # Safety
+    /// `b` from [`Net::buffers`] for `n` points; chunk `k` is written by this call only.
+    unsafe fn forward_chunk(&self, params: &[&[T]], x: &[T], n: usize, k: usize, b: &Bufs<T>) {
+        let (hidden, d) = (self.hidden(), self.d());
+        let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
+        let cols = |i: usize| self.dims[i % hidden + 1];
+        let (z, h) = (rows_of(&b.z, cols, r0), rows_of(&b.h, cols, r0));
+        for (hf, p) in params.iter().enumerate() {
+            let s = hf * hidden..(hf + 1) * hidden;
+            self.forward_rows(
+                p,
+                x.as_ptr().add(r0 * d),
+                rows,
+                &z[s.clone()],
+                &h[s],
+                b.out[hf].at(r0),
+            );
+        }
+        for r in 0..rows {
+            let mut acc = T::ZERO;
+            for (hf, &sign) in self.signs.iter().enumerate() {
+                acc += sign * *b.out[hf].at(r0 + r);
+            }
+            *b.f.at(r0 + r) = acc;
+        }
+    }
+
+    /// Backprop of chunk `k` of every half from the cotangent in `b.ct`: `D_l`, and with the penalty
+    /// (`two_w = 2 lambda / n > 0`) the input-backprop deltas `delta_l` and adjoints `u_l`, into `b`.
+    ///
+    /// # Safety
+    /// As [`Net::forward_chunk`], after it (the chunk's `z_l` are read).
+    unsafe fn backward_chunk(
+        &self,
+        params: &[&[T]],
+        n: usize,
+        k: usize,
+        two_w: Option<T>,
+        b: &Bufs<T>,
+    ) {
+        let (hidden, halves, d) = (self.hidden(), self.halves(), self.d());
+        let nl = hidden + 1;
+        let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
+        let zcols = |i: usize| self.dims[i % hidden + 1];
+        let dcols = |i: usize| self.dims[i % nl + 1];
+        let ucols = |i: usize| self.dims[i % nl];
+        let z: Vec<*const T> = rows_of(&b.z, zcols, r0)
+            .into_iter()
+            .map(|p| p as *const T)
+            .collect();
+        let dl = rows_of(&b.d, dcols, r0);
+        let ct = std::slice::from_raw_parts(b.ct.at(r0), rows);
+        let Some(two_w) = two_w else {
+            for (hf, p) in params.iter().enumerate() {
+                let s = self.signs[hf];
+                let (zh, dh) = (
+                    &z[hf * hidden..(hf + 1) * hidden],
+                    &dl[hf * nl..(hf + 1) * nl],
+                );
+                self.backward_rows(
+                    p,
+                    b.wt[hf].get(),
+                    |r| s * ct[r],
+                    rows,
+                    zh,
+                    dh,
+                    None,
+                    None,
+                    None,
+                );
+            }
+            return;
+        };
+        let de = rows_of(&b.de, dcols, r0);
+        let u = rows_of(&b.u, ucols, r0);
+        // input backprop of every half, keeping delta_l and dh_l; g = sum_h g_h
+        let mut dh_buf: Vec<Vec<T>> = (0..halves * nl)
+            .map(|i| vec![T::ZERO; rows * ucols(i)])
+            .collect();
+        let mut g = vec![T::ZERO; rows * d];
+        let mut gh = vec![T::ZERO; rows * d];
+        for (hf, p) in params.iter().enumerate() {
+            let s = self.signs[hf];
+            let dh: Vec<*mut T> = dh_buf[hf * nl..(hf + 1) * nl]
+                .iter_mut()
+                .map(|v| v.as_mut_ptr())
+                .collect();
+            let (zh, deh) = (
+                &z[hf * hidden..(hf + 1) * hidden],
+                &de[hf * nl..(hf + 1) * nl],
+            );
+            self.backward_rows(
+                p,
+                b.wt[hf].get(),
+                |_| s,
+                rows,
+                zh,
+                deh,
+                Some(&dh),
+                None,
+                Some(gh.as_mut_ptr()),
+            );
+            if hf == 0 {
+                g.copy_from_slice(&gh);
+            } else {
+                for (a, &v) in g.iter_mut().zip(&gh) {
+                    *a += v;
+                }
+            }
+        }
+        let gbar: Vec<T> = g.iter().map(|&v| two_w * v).collect();
+        let maxw = *self.dims.iter().max().unwrap();
+        let mut dbar = vec![T::ZERO; rows * maxw];
+        let mut src_buf: Vec<Vec<T>> = if self.phi.curved() {
+            (0..hidden)
+                .map(|l| vec![T::ZERO; rows * self.dims[l + 1]])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for (hf, p) in params.iter().enumerate() {
+            let s = self.signs[hf];
+            let uh = &u[hf * nl..(hf + 1) * nl];
+            std::slice::from_raw_parts_mut(uh[0], rows * d).copy_from_slice(&gbar);
+            let dh: Vec<*mut T> = dh_buf[hf * nl..(hf + 1) * nl]
+                .iter_mut()
+                .map(|v| v.as_mut_ptr())
+                .collect();
+            let src: Vec<*mut T> = src_buf.iter_mut().map(|v| v.as_mut_ptr()).collect();
+            let zh = &z[hf * hidden..(hf + 1) * hidden];
+            self.adjoint_rows(p, rows, zh, &dh, uh, &src, dbar.as_mut_ptr());
+            let src_c: Vec<*const T> = if self.phi.curved() {
+                src.iter().map(|&q| q as *const T).collect()
+            } else {
+                vec![std::ptr::null(); hidden]
+            };
+            let dh_rows = &dl[hf * nl..(hf + 1) * nl];
+            self.backward_rows(
+                p,
+                b.wt[hf].get(),
+                |r| s * ct[r],
+                rows,
+                zh,
+                dh_rows,
+                None,
+                Some(&src_c),
+                None,
+            );
+        }
+    }
+
+    /// The weight update from the factors in `b`: one task per (half, layer, block of [`WBLOCK`] rows of
+    /// `W_l`), `W_l -= lr c_l (h_l^T D_l [+ u_l^T delta_l])` by one GEMM over all `n` samples, and one
+    /// task per bias, `b_l -= lr beta_l sum_i D_l` (rows summed in order).  Runs in the pool.
+    fn update_weights(
+        &self,
+        params: &[Ptr<T>],
+        x: &[T],
+        n: usize,
+        lr: f64,
+        penalty: bool,
+        b: &Bufs<T>,
+    ) {
+        let (hidden, halves) = (self.hidden(), self.halves());
+        let nl = hidden + 1;
+        let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for hf in 0..halves {
+            for l in 0..nl {
+                let rows = self.dims[l];
+                for r0 in (0..rows).step_by(WBLOCK) {
+                    tasks.push((hf, l, r0, WBLOCK.min(rows - r0)));
+                }
+                if self.beta64[l] != 0.0 {
+                    tasks.push((hf, l, usize::MAX, 0));
+                }
+            }
+        }
+        let xp = Ptr(x.as_ptr() as *mut T);
+        tasks.par_iter().for_each(|&(hf, l, r0, nr)| {
+            let (cin, cout) = (self.dims[l], self.dims[l + 1]);
+            let dmat = b.d[hf * nl + l].get() as *const T;
+            // SAFETY: each task writes its own rows of W_l (or b_l) of its half; the rest is read-only.
+            unsafe {
+                if r0 == usize::MAX {
+                    let scale = T::of(lr * self.beta64[l]);
+                    let bias = std::slice::from_raw_parts_mut(params[hf].at(self.b_off[l]), cout);
+                    let mut sums = vec![T::ZERO; cout];
+                    for row in std::slice::from_raw_parts(dmat, n * cout).chunks_exact(cout) {
+                        for (acc, &v) in sums.iter_mut().zip(row) {
+                            *acc += v;
+                        }
+                    }
+                    for (bj, &sj) in bias.iter_mut().zip(&sums) {
+                        *bj -= scale * sj;
+                    }
+                    return;
+                }
+                let alpha = T::of(-lr * self.c64[l]);
+                let h: *const T = if l == 0 {
+                    xp.get()
+                } else {
+                    b.h[hf * hidden + l - 1].get()
+                };
+                let w = params[hf].at(self.w_off[l] + r0 * cout);
+                // W[r0.., :] += alpha h[:, r0..]^T D_l
+                gemm(
+                    nr,
+                    n,
+                    cout,
+                    alpha,
+                    tr(h.add(r0), cin),
+                    rm(dmat, cout),
+                    T::ONE,
+                    w,
+                    cout,
+                );
+                if penalty {
+                    let u = b.u[hf * nl + l].get() as *const T;
+                    let de = b.de[hf * nl + l].get() as *const T;
+                    gemm(
+                        nr,
+                        n,
+                        cout,
+                        alpha,
+                        tr(u.add(r0), cin),
+                        rm(de, cout),
+                        T::ONE,
+                        w,
+                        cout,
+                    );
+                }
+                // the next step's backprop reads these rows transposed
+                self.transpose(params[hf].get(), b.wt[hf].get(), Some((l, r0, nr)));
+            }
+        });
+    }
+
     /// `f(x) = sum_h s_h f_h(x)` (n values), keeping every half's `z_l`, `h_{l+1}` in `ws` for
     /// [`Net::backward_update`].
     pub fn forward(
@@ -447,47 +976,16 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
     ) -> Result<Vec<T>, NtkError> {
         self.check(params, x, n)?;
-        let (hidden, halves) = (self.hidden(), self.halves());
-        let sizes: Vec<usize> = (0..halves * hidden)
-            .map(|i| n * self.dims[i % hidden + 1])
-            .collect();
-        resize(&mut ws.z, &sizes);
-        resize(&mut ws.h, &sizes);
-        resize(&mut ws.out, &vec![n; halves]);
         ws.n = 0;
-        let (zp, hp, op) = (ptrs(&mut ws.z), ptrs(&mut ws.h), ptrs(&mut ws.out));
-        let mut f = vec![T::ZERO; n];
-        let fp = Ptr(f.as_mut_ptr());
-        let cols = |i: usize| self.dims[i % hidden + 1];
+        let b = self.buffers(ws, n, false, false);
         pool::install(|| {
             (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|k| {
-                let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
-                let (z, h) = (rows_of(&zp, cols, r0), rows_of(&hp, cols, r0));
-                // SAFETY: chunk k owns rows r0..r0+rows of every buffer.
-                unsafe {
-                    for (hf, p) in params.iter().enumerate() {
-                        let s = hf * hidden..(hf + 1) * hidden;
-                        self.forward_rows(
-                            p,
-                            x.as_ptr().add(r0 * self.d()),
-                            rows,
-                            &z[s.clone()],
-                            &h[s],
-                            op[hf].at(r0),
-                        );
-                    }
-                    for r in 0..rows {
-                        let mut acc = T::ZERO;
-                        for hf in 0..halves {
-                            acc += self.signs[hf] * *op[hf].at(r0 + r);
-                        }
-                        *fp.at(r0 + r) = acc;
-                    }
-                }
+                // SAFETY: chunk k owns rows k * CHUNK.. of every buffer.
+                unsafe { self.forward_chunk(params, x, n, k, &b) }
             });
         });
         ws.n = n;
-        Ok(f)
+        Ok(ws.f.as_slice().to_vec())
     }
 
     /// One gradient-descent step on the loss whose cotangent `dL/df(x_i)` is `ct` (n values), plus
@@ -504,255 +1002,129 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
     ) -> Result<(), NtkError> {
         let n = ct.len();
-        {
-            let ro: Vec<&[T]> = params.iter().map(|p| &**p).collect();
-            self.check(&ro, x, n)?;
-        }
+        self.check_update(params, x, n, lr, penalty)?;
         ensure!(
             ws.n == n && n > 0,
             Value,
             "backward_update needs a forward pass on the same {n} points first"
         );
+        let b = self.buffers(ws, n, true, penalty > 0.0);
+        ws.ct.as_mut_slice().copy_from_slice(ct);
+        let two_w = (penalty > 0.0).then(|| T::of(2.0 * (penalty / n as f64)));
+        let pp: Vec<Ptr<T>> = params.iter_mut().map(|p| Ptr(p.as_mut_ptr())).collect();
+        for (hf, p) in params.iter().enumerate() {
+            // SAFETY: b.wt[hf] holds wt_len values.
+            unsafe { self.transpose(p.as_ptr(), b.wt[hf].get(), None) };
+        }
+        // one entry into the pool for both phases: the workers are woken once per step
+        pool::install(|| {
+            let ro: Vec<&[T]> = params.iter().map(|p| &**p).collect();
+            (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|k| {
+                // SAFETY: chunk k owns rows k * CHUNK.. of every buffer.
+                unsafe { self.backward_chunk(&ro, n, k, two_w, &b) }
+            });
+            self.update_weights(&pp, x, n, lr, penalty > 0.0, &b);
+        });
+        ws.n = 0; // the kept activations belong to the old parameters
+        Ok(())
+    }
+
+    /// `steps` gradient-descent steps on a built-in `loss` of the first `n_fake` points (fake) against the
+    /// rest (real), plus the gradient penalty when `penalty > 0`: per step, each chunk of rows runs the
+    /// forward pass, the cotangent `l'(f(z_i)) w_i` (`w_i = 1/N` fake, `1/M` real) and the backprop in one
+    /// task, then the weights are updated; the whole loop in one entry into the pool.
+    ///
+    /// # Errors
+    /// `NonFinite` when a cotangent is not finite (the weights then hold the previous step's values).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train(
+        &self,
+        params: &mut [&mut [T]],
+        x: &[T],
+        n_fake: usize,
+        loss: Loss,
+        steps: usize,
+        lr: f64,
+        penalty: f64,
+        ws: &mut Workspace<T>,
+    ) -> Result<(), NtkError> {
+        let n = x.len() / self.d().max(1);
+        self.check_update(params, x, n, lr, penalty)?;
+        ensure!(
+            n_fake >= 1 && n_fake < n,
+            Value,
+            "need at least one fake and one real point, got n_fake = {n_fake} of {n}"
+        );
+        ws.n = 0;
+        let b = self.buffers(ws, n, true, penalty > 0.0);
+        let two_w = (penalty > 0.0).then(|| T::of(2.0 * (penalty / n as f64)));
+        let (w_fake, w_real) = (1.0 / n_fake as f64, 1.0 / (n - n_fake) as f64);
+        for (hf, p) in params.iter().enumerate() {
+            // SAFETY: b.wt[hf] holds wt_len values (later refreshed by update_weights).
+            unsafe { self.transpose(p.as_ptr(), b.wt[hf].get(), None) };
+        }
+        let pp: Vec<Ptr<T>> = params.iter_mut().map(|p| Ptr(p.as_mut_ptr())).collect();
+        let bad = std::sync::atomic::AtomicBool::new(false);
+        pool::install(|| -> Result<(), NtkError> {
+            for step in 0..steps {
+                {
+                    // SAFETY: the buffers hold n_params values each; nothing writes them during this phase
+                    let ro: Vec<&[T]> = pp
+                        .iter()
+                        .map(|p| unsafe {
+                            std::slice::from_raw_parts(p.get() as *const T, self.n_params)
+                        })
+                        .collect();
+                    (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|k| {
+                        // SAFETY: chunk k owns rows k * CHUNK.. of every buffer; the weights are only read.
+                        unsafe {
+                            self.forward_chunk(&ro, x, n, k, &b);
+                            let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
+                            let mut ok = true;
+                            for r in r0..r0 + rows {
+                                let fake = r < n_fake;
+                                let v = loss.deriv((*b.f.at(r)).to_f64(), fake)
+                                    * if fake { w_fake } else { w_real };
+                                ok &= v.is_finite();
+                                *b.ct.at(r) = T::of(v);
+                            }
+                            if !ok {
+                                bad.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return;
+                            }
+                            self.backward_chunk(&ro, n, k, two_w, &b);
+                        }
+                    });
+                }
+                if bad.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(NtkError::NonFinite(format!(
+                        "loss {:?}: a derivative is not finite (step {step} of {steps}: the discriminator diverged)",
+                        loss.name()
+                    )));
+                }
+                self.update_weights(&pp, x, n, lr, penalty > 0.0, &b);
+            }
+            Ok(())
+        })
+    }
+
+    fn check_update(
+        &self,
+        params: &[&mut [T]],
+        x: &[T],
+        n: usize,
+        lr: f64,
+        penalty: f64,
+    ) -> Result<(), NtkError> {
+        let ro: Vec<&[T]> = params.iter().map(|p| &**p).collect();
+        self.check(&ro, x, n)?;
         ensure!(lr.is_finite(), Value, "lr must be finite, got {lr}");
         ensure!(
             penalty.is_finite() && penalty >= 0.0,
             Value,
             "penalty must be finite and >= 0, got {penalty}"
         );
-        {
-            let ro: Vec<&[T]> = params.iter().map(|p| &**p).collect();
-            self.backward(&ro, ct, penalty, ws);
-        }
-        self.update(params, x, n, lr, penalty, ws);
-        ws.n = 0; // the kept activations belong to the old parameters
         Ok(())
-    }
-
-    /// The row-parallel half of [`Net::backward_update`]: every half's `D_l` (and with the penalty its
-    /// `delta_l`, `u_l`) into `ws`.  Inputs already checked.
-    #[doc(hidden)]
-    pub fn backward(&self, params: &[&[T]], ct: &[T], penalty: f64, ws: &mut Workspace<T>) {
-        let n = ct.len();
-        let (hidden, halves, d) = (self.hidden(), self.halves(), self.d());
-        let nl = hidden + 1;
-        let pen = penalty > 0.0;
-        let dsizes: Vec<usize> = (0..halves * nl)
-            .map(|i| n * self.dims[i % nl + 1])
-            .collect();
-        resize(&mut ws.d, &dsizes);
-        if pen {
-            resize(&mut ws.de, &dsizes);
-            let usizes: Vec<usize> = (0..halves * nl).map(|i| n * self.dims[i % nl]).collect();
-            resize(&mut ws.u, &usizes);
-        }
-        let (zp, dp) = (ptrs(&mut ws.z), ptrs(&mut ws.d));
-        let (dep, up) = (ptrs(&mut ws.de), ptrs(&mut ws.u));
-        let pr = params;
-        let maxw = *self.dims.iter().max().unwrap();
-        // gbar = (2 w) g with w_i = lambda / n, as numpy forms it
-        let two_w = T::of(2.0 * (penalty / n as f64));
-        let zcols = |i: usize| self.dims[i % hidden + 1];
-        let dcols = |i: usize| self.dims[i % nl + 1];
-        let ucols = |i: usize| self.dims[i % nl];
-        pool::install(|| {
-            (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|k| {
-                let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
-                let z: Vec<*const T> = rows_of(&zp, zcols, r0)
-                    .into_iter()
-                    .map(|p| p as *const T)
-                    .collect();
-                let dl = rows_of(&dp, dcols, r0);
-                // SAFETY: chunk k owns rows r0..r0+rows of every buffer; scratch is chunk-local.
-                unsafe {
-                    if !pen {
-                        for (hf, p) in pr.iter().enumerate() {
-                            let s = self.signs[hf];
-                            self.backward_rows(
-                                p,
-                                |r| s * ct[r0 + r],
-                                rows,
-                                &z[hf * hidden..(hf + 1) * hidden],
-                                &dl[hf * nl..(hf + 1) * nl],
-                                None,
-                                None,
-                                None,
-                            );
-                        }
-                        return;
-                    }
-                    let de = rows_of(&dep, dcols, r0);
-                    let u = rows_of(&up, ucols, r0);
-                    // input backprop of every half, keeping delta_l and dh_l; g = sum_h g_h
-                    let mut dh_buf: Vec<Vec<T>> = (0..halves * nl)
-                        .map(|i| vec![T::ZERO; rows * ucols(i)])
-                        .collect();
-                    let mut g = vec![T::ZERO; rows * d];
-                    let mut gh = vec![T::ZERO; rows * d];
-                    for (hf, p) in pr.iter().enumerate() {
-                        let s = self.signs[hf];
-                        let dh: Vec<*mut T> = dh_buf[hf * nl..(hf + 1) * nl]
-                            .iter_mut()
-                            .map(|b| b.as_mut_ptr())
-                            .collect();
-                        self.backward_rows(
-                            p,
-                            |_| s,
-                            rows,
-                            &z[hf * hidden..(hf + 1) * hidden],
-                            &de[hf * nl..(hf + 1) * nl],
-                            Some(&dh),
-                            None,
-                            Some(gh.as_mut_ptr()),
-                        );
-                        if hf == 0 {
-                            g.copy_from_slice(&gh);
-                        } else {
-                            for (a, &b) in g.iter_mut().zip(&gh) {
-                                *a += b;
-                            }
-                        }
-                    }
-                    let gbar: Vec<T> = g.iter().map(|&v| two_w * v).collect();
-                    let mut dbar = vec![T::ZERO; rows * maxw];
-                    let mut src_buf: Vec<Vec<T>> = if self.phi.curved() {
-                        (0..hidden)
-                            .map(|l| vec![T::ZERO; rows * self.dims[l + 1]])
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    for (hf, p) in pr.iter().enumerate() {
-                        let s = self.signs[hf];
-                        let uh = &u[hf * nl..(hf + 1) * nl];
-                        std::slice::from_raw_parts_mut(uh[0], rows * d).copy_from_slice(&gbar);
-                        let dh: Vec<*mut T> = dh_buf[hf * nl..(hf + 1) * nl]
-                            .iter_mut()
-                            .map(|b| b.as_mut_ptr())
-                            .collect();
-                        let src: Vec<*mut T> = src_buf.iter_mut().map(|b| b.as_mut_ptr()).collect();
-                        let zh = &z[hf * hidden..(hf + 1) * hidden];
-                        self.adjoint_rows(p, rows, zh, &dh, uh, &src, dbar.as_mut_ptr());
-                        let src_c: Vec<*const T> = if self.phi.curved() {
-                            src.iter().map(|&p| p as *const T).collect()
-                        } else {
-                            vec![std::ptr::null(); hidden]
-                        };
-                        self.backward_rows(
-                            p,
-                            |r| s * ct[r0 + r],
-                            rows,
-                            zh,
-                            &dl[hf * nl..(hf + 1) * nl],
-                            None,
-                            Some(&src_c),
-                            None,
-                        );
-                    }
-                }
-            });
-        });
-    }
-
-    /// The weight half of [`Net::backward_update`]: `W_l -= lr c_l (h_l^T D_l [+ u_l^T delta_l])` over
-    /// blocks of [`WBLOCK`] rows, `b_l -= lr beta_l sum_i D_l`.  Inputs already checked.
-    #[doc(hidden)]
-    pub fn update(
-        &self,
-        params: &mut [&mut [T]],
-        x: &[T],
-        n: usize,
-        lr: f64,
-        penalty: f64,
-        ws: &mut Workspace<T>,
-    ) {
-        let (hidden, halves) = (self.hidden(), self.halves());
-        let nl = hidden + 1;
-        let pen = penalty > 0.0;
-        let (hp, dp) = (ptrs(&mut ws.h), ptrs(&mut ws.d));
-        let (dep, up) = (ptrs(&mut ws.de), ptrs(&mut ws.u));
-        // the updates: one task per (half, layer, block of WBLOCK rows of W_l), and one per bias
-        let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
-        for hf in 0..halves {
-            for l in 0..nl {
-                let rows = self.dims[l];
-                for r0 in (0..rows).step_by(WBLOCK) {
-                    tasks.push((hf, l, r0, WBLOCK.min(rows - r0)));
-                }
-                if self.beta64[l] != 0.0 {
-                    tasks.push((hf, l, usize::MAX, 0));
-                }
-            }
-        }
-        let pp: Vec<Ptr<T>> = params.iter_mut().map(|p| Ptr(p.as_mut_ptr())).collect();
-        let xp = Ptr(x.as_ptr() as *mut T);
-        pool::install(|| {
-            tasks.par_iter().for_each(|&(hf, l, r0, nr)| {
-                let (cin, cout) = (self.dims[l], self.dims[l + 1]);
-                let dmat = dp[hf * nl + l].get() as *const T;
-                // SAFETY: each task writes its own rows of W_l (or b_l) of its half; the rest is read-only.
-                unsafe {
-                    if r0 == usize::MAX {
-                        let scale = T::of(lr * self.beta64[l]);
-                        let b = std::slice::from_raw_parts_mut(pp[hf].at(self.b_off[l]), cout);
-                        let mut sums = vec![T::ZERO; cout];
-                        let dm = std::slice::from_raw_parts(dmat, n * cout);
-                        for row in dm.chunks_exact(cout) {
-                            for (acc, &v) in sums.iter_mut().zip(row) {
-                                *acc += v;
-                            }
-                        }
-                        for (bj, &sj) in b.iter_mut().zip(&sums) {
-                            *bj -= scale * sj;
-                        }
-                        return;
-                    }
-                    let alpha = T::of(-lr * self.c64[l]);
-                    let h: *const T = if l == 0 {
-                        xp.get()
-                    } else {
-                        hp[hf * hidden + l - 1].get()
-                    };
-                    let w = pp[hf].at(self.w_off[l] + r0 * cout);
-                    // W[r0.., :] += alpha h[:, r0..]^T D_l
-                    T::gemm(
-                        nr,
-                        n,
-                        cout,
-                        alpha,
-                        h.add(r0),
-                        1,
-                        cin as isize,
-                        dmat,
-                        cout as isize,
-                        1,
-                        T::ONE,
-                        w,
-                        cout as isize,
-                        1,
-                    );
-                    if pen {
-                        let u = up[hf * nl + l].get() as *const T;
-                        let de = dep[hf * nl + l].get() as *const T;
-                        T::gemm(
-                            nr,
-                            n,
-                            cout,
-                            alpha,
-                            u.add(r0),
-                            1,
-                            cin as isize,
-                            de,
-                            cout as isize,
-                            1,
-                            T::ONE,
-                            w,
-                            cout as isize,
-                            1,
-                        );
-                    }
-                }
-            });
-        });
     }
 
     /// `f(x) = sum_h s_h f_h(x)` and, with `want_grad`, `grad_x f(x)` (n x d), without touching any
@@ -770,6 +1142,16 @@ impl<T: Real> Net<T> {
         let mut f = vec![T::ZERO; n];
         let mut g = vec![T::ZERO; if want_grad { n * d } else { 0 }];
         let (fp, gp) = (Ptr(f.as_mut_ptr()), Ptr(g.as_mut_ptr()));
+        let mut wts: Vec<Aligned<T>> = Vec::new();
+        if want_grad {
+            for p in params {
+                let mut wt = Aligned::zeros(self.wt_len);
+                // SAFETY: wt holds wt_len values.
+                unsafe { self.transpose(p.as_ptr(), wt.as_mut_ptr(), None) };
+                wts.push(wt);
+            }
+        }
+        let wtp: Vec<Ptr<T>> = wts.iter_mut().map(|w| Ptr(w.as_mut_ptr())).collect();
         pool::install(|| {
             (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|k| {
                 let (r0, rows) = (k * CHUNK, CHUNK.min(n - k * CHUNK));
@@ -803,6 +1185,7 @@ impl<T: Real> Net<T> {
                             let dl: Vec<*mut T> = db.iter_mut().map(|b| b.as_mut_ptr()).collect();
                             self.backward_rows(
                                 p,
+                                wtp[hf].get(),
                                 |_| s,
                                 rows,
                                 &zc,
@@ -853,21 +1236,16 @@ pub fn gemm_rate<T: Real>(m: usize, k: usize, n: usize, seconds: f64) -> f64 {
                 let (r0, rows) = (q * CHUNK, CHUNK.min(m - q * CHUNK));
                 // SAFETY: task q writes rows r0..r0+rows of c only.
                 unsafe {
-                    T::gemm(
+                    gemm(
                         rows,
                         k,
                         n,
                         T::ONE,
-                        a.as_ptr().add(r0 * k),
-                        k as isize,
-                        1,
-                        b.as_ptr(),
-                        n as isize,
-                        1,
+                        rm(a.as_ptr().add(r0 * k), k),
+                        rm(b.as_ptr(), n),
                         T::ZERO,
                         cp.at(r0 * n),
-                        n as isize,
-                        1,
+                        n,
                     );
                 }
             });
@@ -1012,6 +1390,56 @@ mod tests {
         assert_eq!(a.0, b.0);
         assert_eq!(a.1, b.1);
         assert_eq!(a.2, b.2);
+    }
+
+    /// The fused loop equals forward / cotangent / backward_update step by step, bit for bit.
+    #[test]
+    fn train_equals_the_two_phase_steps() {
+        for loss in [Loss::Ipm, Loss::Lsgan, Loss::Vanilla, Loss::Hinge] {
+            for penalty in [0.0, 0.25] {
+                let (net, params, x, n) = setup(2);
+                let n_fake = 31;
+                let (mut a, mut b) = (params.clone(), params.clone());
+                let mut ws = Workspace::default();
+                {
+                    let mut mr: Vec<&mut [f64]> = a.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    net.train(&mut mr, &x, n_fake, loss, 4, 0.05, penalty, &mut ws)
+                        .unwrap();
+                }
+                for _ in 0..4 {
+                    let f = net.forward(&refs(&b), &x, n, &mut ws).unwrap();
+                    let ct: Vec<f64> = f
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            let w = if i < n_fake {
+                                1.0 / n_fake as f64
+                            } else {
+                                1.0 / (n - n_fake) as f64
+                            };
+                            loss.deriv(v, i < n_fake) * w
+                        })
+                        .collect();
+                    let mut mr: Vec<&mut [f64]> = b.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    net.backward_update(&mut mr, &x, &ct, 0.05, penalty, &mut ws)
+                        .unwrap();
+                }
+                assert_eq!(a, b, "{loss:?} penalty {penalty}");
+                assert_ne!(a, params);
+            }
+        }
+    }
+
+    #[test]
+    fn train_stops_on_a_non_finite_cotangent() {
+        let (net, params, x, _) = setup(1);
+        let mut p = params.clone();
+        let mut ws = Workspace::default();
+        let mut mr: Vec<&mut [f64]> = p.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let err = net
+            .train(&mut mr, &x, 10, Loss::Lsgan, 50, 1e200, 0.0, &mut ws)
+            .unwrap_err();
+        assert!(matches!(err, NtkError::NonFinite(_)), "{err}");
     }
 
     #[test]

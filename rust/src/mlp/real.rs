@@ -3,6 +3,8 @@
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
 
+use super::kernel::{self, Operands};
+
 /// `f32` or `f64`.
 pub trait Real:
     Copy
@@ -26,6 +28,8 @@ pub trait Real:
     const NAME: &'static str;
     /// Round an `f64` to this type.
     fn of(x: f64) -> Self;
+    /// Widen to `f64`.
+    fn to_f64(self) -> f64;
     fn exp(self) -> Self;
     fn sin(self) -> Self;
     fn cos(self) -> Self;
@@ -59,10 +63,17 @@ pub trait Real:
         rsc: isize,
         csc: isize,
     );
+
+    /// `C = alpha A B` (or `C += alpha A B` with `acc_c`) by the register-blocked kernel of
+    /// [`super::kernel`] (`B` and `C` row-major, `A` by strides).
+    ///
+    /// # Safety
+    /// As [`kernel::gemm_f64`].
+    unsafe fn gemm_nn(m: usize, k: usize, n: usize, alpha: Self, acc_c: bool, o: Operands<Self>);
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $gemm:path, $erf:path, $erfc:path) => {
+    ($t:ty, $name:literal, $gemm:path, $kern:path, $erf:path, $erfc:path) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -70,6 +81,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn of(x: f64) -> Self {
                 x as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
             }
             #[inline(always)]
             fn exp(self) -> Self {
@@ -133,15 +148,34 @@ macro_rules! impl_real {
                 }
                 $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
             }
+            #[inline(always)]
+            unsafe fn gemm_nn(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                acc_c: bool,
+                o: Operands<Self>,
+            ) {
+                $kern(m, k, n, alpha, acc_c, o)
+            }
         }
     };
 }
 
-impl_real!(f64, "float64", matrixmultiply::dgemm, libm::erf, libm::erfc);
+impl_real!(
+    f64,
+    "float64",
+    matrixmultiply::dgemm,
+    kernel::gemm_f64,
+    libm::erf,
+    libm::erfc
+);
 impl_real!(
     f32,
     "float32",
     matrixmultiply::sgemm,
+    kernel::gemm_f32,
     libm::erff,
     libm::erfcf
 );

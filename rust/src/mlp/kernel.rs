@@ -418,7 +418,30 @@ dispatch!(gemm_f32, f32, gemm512_f32, gemm256_f32, scalar_f32);
 mod tests {
     use super::*;
 
-    /// Every path equals the scalar FMA chain bit for bit, over shapes with partial tiles.
+    type Path64 = unsafe fn(usize, usize, usize, f64, bool, Operands<f64>);
+    type Path32 = unsafe fn(usize, usize, usize, f32, bool, Operands<f32>);
+
+    /// The vector paths this CPU can run, each by name (AVX-512 and AVX2 tested in one run).
+    fn paths() -> Vec<(&'static str, Path64, Path32)> {
+        let mut out: Vec<(&'static str, Path64, Path32)> = vec![("dispatch", gemm_f64, gemm_f32)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                out.push(("avx2", gemm256_f64, gemm256_f32));
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("fma")
+            {
+                out.push(("avx512", gemm512_f64, gemm512_f32));
+            }
+        }
+        out
+    }
+
+    /// Every path equals the scalar FMA chain bit for bit, over shapes with partial tiles and inner
+    /// dimensions longer than one block.
     #[test]
     fn vector_paths_equal_the_scalar_chain() {
         for &(m, k, n) in &[
@@ -438,9 +461,9 @@ mod tests {
             let b: Vec<f64> = (0..k * n)
                 .map(|i| ((i * 104729) % 89) as f64 / 29.0 - 1.1)
                 .collect();
+            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
             for acc_c in [false, true] {
-                let mut want = vec![0.25f64; m * n];
-                let mut got = want.clone();
                 let o = |c: *mut f64| Operands {
                     a: a.as_ptr(),
                     rsa: k,
@@ -450,16 +473,6 @@ mod tests {
                     c,
                     ldc: n,
                 };
-                unsafe {
-                    scalar_f64(m, k, n, 0.7, acc_c, o(want.as_mut_ptr()));
-                    gemm_f64(m, k, n, 0.7, acc_c, o(got.as_mut_ptr()));
-                }
-                assert_eq!(want, got, "{m}x{k}x{n} acc {acc_c}");
-                // f32
-                let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-                let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-                let mut w32 = vec![0.25f32; m * n];
-                let mut g32 = w32.clone();
                 let o32 = |c: *mut f32| Operands {
                     a: a32.as_ptr(),
                     rsa: k,
@@ -469,11 +482,22 @@ mod tests {
                     c,
                     ldc: n,
                 };
+                let mut want = vec![0.25f64; m * n];
+                let mut w32 = vec![0.25f32; m * n];
                 unsafe {
+                    scalar_f64(m, k, n, 0.7, acc_c, o(want.as_mut_ptr()));
                     scalar_f32(m, k, n, 0.7, acc_c, o32(w32.as_mut_ptr()));
-                    gemm_f32(m, k, n, 0.7, acc_c, o32(g32.as_mut_ptr()));
                 }
-                assert_eq!(w32, g32, "f32 {m}x{k}x{n} acc {acc_c}");
+                for (name, p64, p32) in paths() {
+                    let mut got = vec![0.25f64; m * n];
+                    let mut g32 = vec![0.25f32; m * n];
+                    unsafe {
+                        p64(m, k, n, 0.7, acc_c, o(got.as_mut_ptr()));
+                        p32(m, k, n, 0.7, acc_c, o32(g32.as_mut_ptr()));
+                    }
+                    assert_eq!(want, got, "{name} {m}x{k}x{n} acc {acc_c}");
+                    assert_eq!(w32, g32, "{name} f32 {m}x{k}x{n} acc {acc_c}");
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import ntkgan.flows
 import numpy as np
@@ -32,7 +33,7 @@ TINY = {"n_source": 24, "n_target": 24}
 
 
 def tiny(steps=6, **kw):
-    return make_config(steps=steps, log_every=2, checkpoint_every=3, **{**TINY, **kw})
+    return make_config(**{"steps": steps, "log_every": 2, "checkpoint_every": 3, **TINY, **kw})
 
 
 class _Interrupt(Exception):
@@ -154,10 +155,13 @@ def test_resume_extends_a_finished_run(tmp_path):
 
 def test_resume_rejects_a_changed_config(tmp_path):
     run(tiny(steps=2), tmp_path / "a", progress=False, snapshot_every=0)
-    with pytest.raises(ValueError, match=r"differs from the saved one in \['eta'\]"):
+    with pytest.raises(ValueError, match=r"differs from the run's \(eta: 1000.0 -> 5.0\)"):
         run(tiny(steps=2, eta=5.0), tmp_path / "a", resume=True, progress=False)
-    with pytest.raises(ValueError, match="holds no run"):
+    with pytest.raises(ValueError, match="is not a run directory \\(it does not exist\\)"):
         run(None, tmp_path / "nothing", resume=True, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no run"):
+        run(None, tmp_path / "empty", resume=True, progress=False)
 
 
 def test_failure_before_any_checkpoint_leaves_no_directory(tmp_path, monkeypatch):
@@ -286,3 +290,97 @@ def test_keep_freed_memory_respects_the_users_malloc_variables(monkeypatch):
     if sys.platform.startswith("linux"):
         assert _malloc.keep_freed_memory() is True
         assert _malloc.keep_freed_memory() is True  # idempotent
+
+
+# --------------------------------------------------------------------------------------------------
+# a run's configuration is fixed when it starts; resume says what it does (issue 11)
+# --------------------------------------------------------------------------------------------------
+
+
+def _tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def test_resume_refuses_an_edited_config_json_and_writes_nothing(tmp_path):
+    out = tmp_path / "a"
+    run(tiny(steps=4, checkpoint_every=2), out, progress=False, snapshot_every=0)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["seed"] == 0
+    (out / "config.json").write_text(json.dumps(dict(saved, seed=7, eta=5.0)))
+    before = _tree(out)
+    with pytest.raises(ValueError, match=r"config.json' differs from the configuration the run started with "
+                                         r"\(eta: 1000.0 -> 5.0; seed: 0 -> 7\)"):
+        run(None, out, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"seed: 0 -> 7"):
+        run(tiny(steps=6, seed=7), out, resume=True, progress=False)
+    assert _tree(out) == before
+
+
+def test_resume_refuses_fewer_steps_than_done(tmp_path):
+    out = tmp_path / "a"
+    run(tiny(steps=6, checkpoint_every=3), out, progress=False, snapshot_every=0)
+    before = _tree(out)
+    with pytest.raises(ValueError, match="steps 2 is below the 6 steps the run has done"):
+        run(tiny(steps=2, checkpoint_every=3), out, resume=True, progress=False)
+    assert _tree(out) == before
+    again = run(tiny(steps=6, checkpoint_every=5), out, resume=True, progress=False)  # cadence may change
+    assert again.resumed_from == 6 and again.notes == ["resumed from step 6 (checkpoints/step_00000006.npz)"]
+
+
+def test_resume_says_which_checkpoint_and_skips_a_truncated_one(tmp_path, capsys):
+    out = tmp_path / "a"
+    run(tiny(steps=6, checkpoint_every=2), out, progress=False, snapshot_every=0)
+    newest = out / "checkpoints" / "step_00000006.npz"
+    newest.write_bytes(newest.read_bytes()[:100])  # a truncated file
+    (out / COMPLETE).unlink()
+    result = run(None, out, resume=True, progress=False, verbose=True)
+    assert result.resumed_from == 4
+    err = capsys.readouterr().err
+    assert "skipped unreadable checkpoint checkpoints/step_00000006.npz" in err
+    assert "resumed from step 4 (checkpoints/step_00000004.npz)" in err
+    full = run(tiny(steps=6, checkpoint_every=2), tmp_path / "b", progress=False, snapshot_every=0)
+    assert np.array_equal(result.particles, full.particles)
+
+
+def test_resume_without_checkpoint_says_it_starts_again(tmp_path, monkeypatch):
+    out = tmp_path / "a"
+    run(tiny(steps=2, checkpoint_every=2), out, progress=False, snapshot_every=0)
+    for path in (out / "checkpoints").iterdir():
+        path.unlink()
+    result = run(None, out, resume=True, progress=False)
+    assert result.resumed_from is None
+    assert result.notes == [f"no readable checkpoint in {str(out)!r}: starting again from step 0"]
+
+
+def test_default_cadence_and_the_one_minute_rule(tmp_path, monkeypatch):
+    """The default period is 1 000 steps; a checkpoint is also written after CHECKPOINT_SECONDS of work,
+    and the older such interim checkpoints are removed (periodic and final ones kept)."""
+    import ntkgan.runner as runner_module
+
+    assert make_config().checkpoint_every == 1000
+    monkeypatch.setattr(runner_module, "CHECKPOINT_SECONDS", 0.0)  # every step is "a minute later"
+    out = tmp_path / "a"
+    run(tiny(steps=7, checkpoint_every=3), out, progress=False, snapshot_every=0)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step_00000003.npz", "step_00000006.npz", "step_00000007.npz"]
+
+
+def test_metrics_csv_is_byte_identical_after_a_checkpoint_resume(tmp_path, monkeypatch):
+    """Rows read back from metrics.csv keep integer columns as integers (modes_covered was written 8.0)."""
+    cfg = make_config(steps=10, log_every=2, checkpoint_every=4, **TINY)
+    _interrupting(monkeypatch, at_step=6, exc=_Interrupt)
+    with pytest.raises(_Interrupt):
+        run(cfg, tmp_path / "cut", progress=False, snapshot_every=0)
+    monkeypatch.undo()
+    run(None, tmp_path / "cut", resume=True, progress=False)
+    run(cfg, tmp_path / "full", progress=False, snapshot_every=0)
+
+    def without_wall_time(path):
+        lines = (path / "metrics.csv").read_text().splitlines()
+        col = lines[0].split(",").index("wall_time")
+        return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
+
+    cut, full = without_wall_time(tmp_path / "cut"), without_wall_time(tmp_path / "full")
+    assert "modes_covered" in cut[0]
+    assert cut == full

@@ -134,7 +134,8 @@ class Config:
     seed : int
         Seeds the dataset and the flow (initialisations, latent codes, batches).
     steps, log_every, checkpoint_every : int
-        Generator steps of a run (default 50 000), metrics period (100), checkpoint period (5 000).
+        Generator steps of a run (default 50 000), metrics period (100), checkpoint period (1 000; the
+        runner also checkpoints after every minute of work).
     backend : str or None
         Kernel backend (``"rust"``, ``"jax"``; None = default).
     eta : float
@@ -199,7 +200,7 @@ class Config:
     seed: int = 0
     steps: int = 50_000
     log_every: int = 100
-    checkpoint_every: int = 5_000
+    checkpoint_every: int = 1_000
     backend: str | None = None
     eta: float = 1000.0
     # discriminator
@@ -350,8 +351,11 @@ def _validate(c: Config) -> None:
     integer("steps", 0)
     integer("log_every", 1)
     integer("checkpoint_every", 1)
-    if c.backend is not None and not isinstance(c.backend, str):
-        raise ValueError(f"backend must be a string or None, got {c.backend!r}")
+    if c.backend is not None:
+        from ntkgan.backends import BACKENDS
+
+        if c.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS} or None, got {c.backend!r}")
     real("eta", nonneg=True)
     choice("d_loss", D_LOSSES)
     choice("discriminator", DISCRIMINATORS)

@@ -6,7 +6,8 @@ the run directory::
     config.json, config.yaml   the configuration (Config.to_dict(); explicit options already applied)
     run.json                   runner options and status ("running", "failed", "interrupted", "complete")
     metrics.csv                one row per log step (columns below)
-    checkpoints/step_XXXXXXXX.npz   flow state every ``checkpoint_every`` steps and at the end
+    checkpoints/step_XXXXXXXX.npz   flow state every ``checkpoint_every`` steps (default 1 000), at least
+                               every minute of work, and at the end
     img/snapshot_XXXXXXXX.png  pictures of particles, target, cost c_f and force -grad c_f
     particles.npz              the final particles (byte-identical for identical runs)
     animation.gif, metrics.png at the end
@@ -21,8 +22,10 @@ targets with known modes ``modes_covered``, ``diversity`` (:math:`\log K + \sum_
 
 Every file is written to a temporary name and renamed, so a killed run leaves whole files only, and
 ``run(..., resume=True)`` (``ntkgan run --resume DIR``) continues from the last checkpoint to the same
-final particles, bit for bit, as an uninterrupted run.  An invalid configuration is rejected before the
-directory is created.
+final particles and the same ``metrics.csv`` (but for the ``wall_time`` column), bit for bit, as an
+uninterrupted run.  A run's configuration is fixed when it starts: a resume that would change it is
+refused, naming the keys (:mod:`ntkgan._resume`).  An invalid configuration or output directory is rejected
+before the directory is created.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from ntkgan._malloc import keep_freed_memory
+from ntkgan._paths import check_writable_dir
+from ntkgan._resume import config_digest, plan_resume, read_json, scan_checkpoints
 
 __all__ = ["RunResult", "run", "add_cli", "default_out_dir", "load_checkpoint", "read_metrics"]
 
@@ -55,6 +60,11 @@ BASE_COLUMNS = ("step", "wall_time", "sinkhorn", "energy", "mmd", "gen_loss")
 DEFAULT_SNAPSHOTS = 40
 #: Checkpoints per run when ``checkpoint_every`` is not given and the config has none.
 DEFAULT_CHECKPOINTS = 10
+#: A checkpoint is also written when this many seconds of work have passed since the last one (the older
+#: such interim checkpoints are then removed: the periodic ones are kept).
+CHECKPOINT_SECONDS = 60.0
+#: Integer columns of metrics.csv (read back as ints, so a resumed table is byte-identical).
+INT_COLUMNS = ("step", "modes_covered")
 _STATE_PREFIX = "flow."
 
 
@@ -78,6 +88,8 @@ class RunResult:
         Seconds spent, resumed parts included.
     resumed_from : int or None
         The checkpoint step the run resumed from (None for a fresh run).
+    notes : list of str
+        What a resume decided, one line each (which checkpoint; unreadable ones skipped; none found).
     """
 
     out_dir: Path
@@ -87,6 +99,7 @@ class RunResult:
     metrics: list = field(default_factory=list)
     wall_time: float = 0.0
     resumed_from: int | None = None
+    notes: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,11 +133,6 @@ def _npz_bytes(arrays: dict) -> bytes:
             np.lib.format.write_array(member, np.asarray(arrays[key]), allow_pickle=False)
             zf.writestr(info, member.getvalue())
     return buf.getvalue()
-
-
-def _load_npz(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,12 +240,14 @@ def _write_metrics(path: Path, columns, rows) -> None:
 
 
 def read_metrics(path) -> list[dict]:
-    """Rows of a ``metrics.csv`` as dicts of floats (``step`` an int; empty cells NaN)."""
+    """Rows of a ``metrics.csv`` as dicts of floats (``step`` and ``modes_covered`` ints; empty cells NaN)."""
     rows = []
     with open(path, newline="") as fh:
         for raw in csv.DictReader(fh):
             row = {k: (float(v) if v != "" else float("nan")) for k, v in raw.items()}
-            row["step"] = int(row["step"])
+            for key in INT_COLUMNS:
+                if key in raw and raw[key] != "":
+                    row[key] = int(raw[key])
             rows.append(row)
     return rows
 
@@ -250,31 +260,35 @@ def _checkpoint_path(out_dir: Path, step: int) -> Path:
     return out_dir / CHECKPOINT_DIR / f"step_{step:08d}.npz"
 
 
-def _save_checkpoint(out_dir: Path, step: int, flow, wall_time: float, gen_loss) -> None:
+def _save_checkpoint(out_dir: Path, step: int, flow, wall_time: float, gen_loss, config) -> None:
     arrays = {f"{_STATE_PREFIX}{k}": np.asarray(v) for k, v in flow.state_dict().items()}
     arrays["step"] = np.asarray(step, dtype=np.int64)
     arrays["wall_time"] = np.asarray(wall_time, dtype=np.float64)
     arrays["gen_loss"] = np.asarray(np.nan if gen_loss is None else gen_loss, dtype=np.float64)
+    arrays["config_json"] = np.array(json.dumps(config.to_dict(), sort_keys=True))
+    arrays["config_digest"] = np.array(config_digest(config.to_dict()))
     _atomic_write_bytes(_checkpoint_path(out_dir, step), _npz_bytes(arrays))
 
 
-def load_checkpoint(out_dir) -> dict | None:
-    """The last readable checkpoint of a run directory: ``{"step", "wall_time", "gen_loss", "state"}``.
-
-    Returns None when the run has no checkpoint.
-    """
-    folder = Path(out_dir) / CHECKPOINT_DIR
-    paths = sorted(folder.glob("step_*.npz")) if folder.is_dir() else []
-    for path in reversed(paths):
+def _prune_interim(out_dir: Path, keep_step: int, every: int, final: int) -> None:
+    """Remove checkpoints older than ``keep_step`` that are neither periodic (a multiple of ``every``) nor
+    the final one: the interim checkpoints of the time rule, superseded by a newer one."""
+    for path in (out_dir / CHECKPOINT_DIR).glob("step_*.npz"):
         try:
-            data = _load_npz(path)
-        except (OSError, ValueError, zipfile.BadZipFile):  # pragma: no cover - damaged: use the previous
+            step = int(path.stem.split("_")[1])
+        except (IndexError, ValueError):
             continue
-        state = {k[len(_STATE_PREFIX):]: v for k, v in data.items() if k.startswith(_STATE_PREFIX)}
-        gen_loss = float(data["gen_loss"])
-        return {"step": int(data["step"]), "wall_time": float(data["wall_time"]),
-                "gen_loss": None if math.isnan(gen_loss) else gen_loss, "state": state}
-    return None
+        if step < keep_step and step != final and not (every and step % every == 0):
+            path.unlink(missing_ok=True)
+
+
+def load_checkpoint(out_dir) -> dict | None:
+    """The last readable checkpoint of a run directory: ``{"step", "wall_time", "gen_loss", "state", ...}``.
+
+    Returns None when the run has no readable checkpoint (see :func:`ntkgan._resume.scan_checkpoints`,
+    which also reports the unreadable ones it skipped).
+    """
+    return scan_checkpoints(Path(out_dir))[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,37 +342,44 @@ def _write_config(out_dir: Path, config) -> None:
     _atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(data, sort_keys=True))
 
 
-def _read_config(out_dir: Path):
-    from ntkgan.presets import Config
+def _check_backend(name) -> None:
+    """ValueError (with what to install) when the config's kernel backend is not installed."""
+    from ntkgan import backends
 
-    path = out_dir / "config.json"
-    if not path.is_file():
-        raise ValueError(f"resume: {str(out_dir)!r} holds no run (no config.json)")
-    with open(path) as fh:
-        return Config.from_dict(json.load(fh))
+    name = backends.resolve(name)
+    if name not in backends.available():
+        raise ValueError(f"backend {name!r} is not available: {backends._INSTALL_HINT[name]}")
 
 
-def _resumed_config(out_dir: Path, config):
-    """The saved config; a given ``config`` may differ from it in ``steps`` only (to extend a run)."""
-    saved = _read_config(out_dir)
-    if config is None:
-        return saved
-    a, b = saved.to_dict(), config.to_dict()
-    diff = sorted(k for k in set(a) | set(b) if k != "steps" and a.get(k) != b.get(k))
-    if diff:
-        raise ValueError(f"resume: the config differs from the saved one in {diff}; only steps may change")
-    return config
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Reject an output directory that cannot hold a new run, before any work: a file, a path under a file,
+    an unwritable place, or an existing non-empty directory (without ``overwrite``, or not a run directory).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a directory"
+                         + (" (--overwrite replaces run directories only)" if overwrite else ""))
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise ValueError(f"out_dir {str(out_dir)!r} exists and is not empty (resume it with --resume, or "
+                             "pass --overwrite to replace a run directory)")
+        if not _is_run_dir(out_dir):
+            raise ValueError(f"out_dir {str(out_dir)!r} is not empty and holds no run: --overwrite only replaces "
+                             "run directories")
+    check_writable_dir(out_dir)
 
 
 def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = True,
         checkpoint_every: int | None = None, snapshot_every: int | None = None,
-        overwrite: bool = False) -> RunResult:
+        overwrite: bool = False, verbose: bool | None = None) -> RunResult:
     r"""Run the flow of ``config`` for ``config.steps`` steps and write the run directory ``out_dir``.
 
     Every ``log_every`` steps (and at steps 0 and ``steps``) the metrics are measured and
     ``metrics.csv`` rewritten; every ``snapshot_every`` steps a PNG goes to ``img/``; every
-    ``checkpoint_every`` steps (and at the end) the flow state goes to ``checkpoints/``.  At the end the
-    final particles, the animation, the metrics plot and the ``COMPLETE`` marker are written.
+    ``checkpoint_every`` steps, whenever :data:`CHECKPOINT_SECONDS` of work have passed since the last
+    checkpoint, and at the end, the flow state goes to ``checkpoints/`` (with the configuration, so that a
+    resume can check it).  At the end the final particles, the animation, the metrics plot and the
+    ``COMPLETE`` marker are written.
 
     On Linux/glibc the process's malloc then keeps freed blocks for reuse
     (:func:`ntkgan._malloc.keep_freed_memory`, unless ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``
@@ -368,20 +389,25 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
     ----------
     config : Config or None
         The experiment (:func:`ntkgan.presets.make_config`).  With ``resume=True`` it may be None (the
-        saved one is used) or differ from the saved one in ``steps`` only (to extend a run).
+        run's own) or differ from the configuration the run started with in ``steps`` (not below the steps
+        done) and ``checkpoint_every`` only.
     out_dir : str or path-like, optional
         The run directory; default :func:`default_out_dir` (``runs/<loss>-<arch>-<data>-seed<S>``).
     resume : bool, default=False
-        Continue the run in ``out_dir`` from its last checkpoint (from step 0 if it has none).
+        Continue the run in ``out_dir`` from its newest readable checkpoint (from step 0 if it has none).
     progress : bool, default=True
         Show a tqdm bar (step, latest Sinkhorn divergence) on stderr.
     checkpoint_every : int, optional
-        Checkpoint period in steps (0: only at the end); default the config's ``checkpoint_every``.
+        Checkpoint period in steps (0: only the time rule and the end); default the config's
+        ``checkpoint_every`` (1 000).
     snapshot_every : int, optional
         Snapshot period in steps (0: none); default about 40 snapshots per run, a multiple of
         ``log_every``.
     overwrite : bool, default=False
         Replace an existing run directory (else it is an error).
+    verbose : bool, optional
+        Print one line per resume decision on stderr (which checkpoint, which unreadable ones were
+        skipped); default ``progress``.  The lines are also in ``RunResult.notes``.
 
     Returns
     -------
@@ -391,15 +417,19 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
     ------
     ValueError
         Before anything is written: a config that is not valid (negative steps, an unknown preset, an
-        unreadable image, ...), ``out_dir`` already holding a run (without ``resume``/``overwrite``),
-        or (``resume``) no run there or a config that differs in more than ``steps``.
+        unreadable image, ...), an ``out_dir`` that cannot hold the run (a file, not writable, already
+        holding a run without ``resume``/``overwrite``), or (``resume``) no run there, a ``config.json``
+        or ``config`` that differs from the configuration the run started with, or fewer steps than done.
     """
     out_dir = None if out_dir is None else Path(out_dir)
+    verbose = progress if verbose is None else bool(verbose)
     keep_freed_memory()
+    plan = None
     if resume:
         if out_dir is None:
             raise ValueError("resume needs out_dir, the run directory to continue")
-        config = _resumed_config(out_dir, config)
+        plan = plan_resume(out_dir, config)
+        config = plan.config
     elif config is None:
         raise ValueError("config must be given for a new run (resume=False)")
     if out_dir is None:
@@ -407,13 +437,15 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
     if resume:
         saved_opts = {}
         if (out_dir / "run.json").is_file():
-            with open(out_dir / "run.json") as fh:
-                saved_opts = json.load(fh)
+            saved_opts = read_json(out_dir / "run.json", "run record")
         if checkpoint_every is None:
             checkpoint_every = saved_opts.get("checkpoint_every")
         if snapshot_every is None:
             snapshot_every = saved_opts.get("snapshot_every")
+    else:
+        _check_out_dir(out_dir, overwrite)
     options = _runner_options(config, checkpoint_every, snapshot_every)
+    _check_backend(config.backend)
 
     # Everything that can reject the configuration happens before the directory exists.
     dataset = _load_dataset(config)
@@ -422,32 +454,34 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
     flow = make_flow(config, dataset)
     kernel = _metric_kernel(config)
     columns = _columns(dataset)
+    start, offset, gen_loss, rows, resumed_from = 0, 0.0, None, [], None
+    if plan is not None and plan.checkpoint is not None:
+        ckpt = plan.checkpoint
+        flow.load_state_dict(ckpt["state"])
+        start, offset, gen_loss = ckpt["step"], ckpt["wall_time"], ckpt["gen_loss"]
+        resumed_from = start
+        if (out_dir / "metrics.csv").is_file():
+            rows = [r for r in read_metrics(out_dir / "metrics.csv") if r["step"] <= start]
+    notes = [] if plan is None else list(plan.notes)
+    if verbose:
+        for line in notes:
+            print(f"ntkgan: {line}", file=sys.stderr)
 
     created = False
     if not resume:
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            if not (overwrite and out_dir.is_dir() and _is_run_dir(out_dir)):
-                raise ValueError(f"out_dir {str(out_dir)!r} exists and is not empty (resume it with "
-                                 "--resume, or pass --overwrite to replace a run directory)")
+        if out_dir.exists() and any(out_dir.iterdir()):  # overwrite was checked by check_out_dir
             shutil.rmtree(out_dir)
         created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_config(out_dir, config)
     for sub in (CHECKPOINT_DIR, IMAGE_DIR):
         (out_dir / sub).mkdir(exist_ok=True)
-
-    start, offset, gen_loss, rows, resumed_from = 0, 0.0, None, [], None
     if resume:
         (out_dir / COMPLETE).unlink(missing_ok=True)
-        ckpt = load_checkpoint(out_dir)
-        if ckpt is not None:
-            flow.load_state_dict(ckpt["state"])
-            start, offset, gen_loss = ckpt["step"], ckpt["wall_time"], ckpt["gen_loss"]
-            resumed_from = start
-            if (out_dir / "metrics.csv").is_file():
-                rows = [r for r in read_metrics(out_dir / "metrics.csv") if r["step"] <= start]
         _write_config(out_dir, config)  # steps may have been extended
-    _write_status(out_dir, options, "running", resumed_from=resumed_from)
+    started = config.to_dict()
+    _write_status(out_dir, options, "running", resumed_from=resumed_from, config=started,
+                  config_digest=config_digest(started))
 
     bounds = None
     if dataset.dim <= 2 and dataset.meta.get("image_shape") is None:
@@ -476,6 +510,7 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
             if snap_every:
                 _snapshot(out_dir, config, 0, flow, dataset, bounds)
         step = start
+        last_ckpt = time.perf_counter()
         while step < steps:
             gen_loss = float(flow.step())
             step += 1
@@ -484,8 +519,11 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
                 log(step)
             if snap_every and (step % snap_every == 0 or step == steps):
                 _snapshot(out_dir, config, step, flow, dataset, bounds)
-            if (ckpt_every and step % ckpt_every == 0) or step == steps:
-                _save_checkpoint(out_dir, step, flow, time.perf_counter() - t0, gen_loss)
+            periodic = bool(ckpt_every) and step % ckpt_every == 0
+            if periodic or step == steps or time.perf_counter() - last_ckpt >= CHECKPOINT_SECONDS:
+                _save_checkpoint(out_dir, step, flow, time.perf_counter() - t0, gen_loss, config)
+                _prune_interim(out_dir, step, ckpt_every, steps)
+                last_ckpt = time.perf_counter()
         if start == steps and not rows:  # resumed a finished run: measure once so the table is not empty
             log(steps)
         bar.close()
@@ -495,7 +533,8 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         _write_metrics(out_dir / "metrics.csv", columns, rows)
         _finish_pictures(out_dir, config, rows)
         wall = time.perf_counter() - t0
-        _write_status(out_dir, options, "complete", resumed_from=resumed_from, wall_time=wall)
+        _write_status(out_dir, options, "complete", resumed_from=resumed_from, wall_time=wall, config=started,
+                      config_digest=config_digest(started))
         _atomic_write_text(out_dir / COMPLETE, f"{steps}\n")
     except BaseException as exc:
         if bar is not None:
@@ -505,10 +544,11 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
             shutil.rmtree(out_dir, ignore_errors=True)  # nothing worth resuming: leave no directory
         elif out_dir.is_dir():
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            _write_status(out_dir, options, status, resumed_from=resumed_from, error=repr(exc))
+            _write_status(out_dir, options, status, resumed_from=resumed_from, error=repr(exc), config=started,
+                          config_digest=config_digest(started))
         raise
     return RunResult(out_dir=out_dir, config=config, step=steps, particles=particles, metrics=rows,
-                     wall_time=wall, resumed_from=resumed_from)
+                     wall_time=wall, resumed_from=resumed_from, notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -524,6 +564,20 @@ def _parse_value(text: str):
         return text
 
 
+#: ``ntkgan run`` defaults of the preset options (None in the parser, so that a resume can tell given ones).
+RUN_DEFAULTS = {"loss": "inf_ipm", "arch": "relu", "data": "eight_gaussians"}
+
+
+def _set_overrides(items) -> dict:
+    overrides = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = _parse_value(value)
+    return overrides
+
+
 def config_from_args(args):
     """The :class:`~ntkgan.presets.Config` of parsed ``ntkgan run`` arguments (presets, then options)."""
     from ntkgan.presets import make_config
@@ -533,12 +587,41 @@ def config_from_args(args):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
-    for item in args.set or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = _parse_value(value)
-    return make_config(loss=args.loss, arch=args.arch, data=args.data, **overrides)
+    overrides.update(_set_overrides(args.set))
+    names = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in RUN_DEFAULTS.items()}
+    return make_config(**names, **overrides)
+
+
+def _resume_config(args):
+    """The configuration of ``ntkgan run --resume DIR [options]``: the run's own, with ``--steps`` and
+    ``--checkpoint-every`` applied; any other option given must equal the run's (else one line naming
+    the keys)."""
+    from ntkgan._resume import describe_changes
+    from ntkgan.presets import Config
+
+    out = Path(args.resume)
+    if not (out / "config.json").is_file():
+        raise ValueError(f"resume: {str(out)!r} holds no run (no config.json)"
+                         if out.is_dir() else f"resume: {str(out)!r} is not a run directory")
+    saved = read_json(out / "config.json", "config file")
+    given = {k: getattr(args, k) for k in ("loss", "arch", "data", "seed", "backend", "log_every")
+             if getattr(args, k) is not None}
+    given.update(_set_overrides(args.set))
+    allowed = {"steps", "checkpoint_every"}
+    changes = {k: v for k, v in given.items() if k not in allowed and saved.get(k, "<unset>") != v}
+    if changes:
+        old = {k: saved.get(k, "<unset>") for k in changes}
+        raise ValueError(f"resume: {describe_changes(old, changes)}: a run's configuration is fixed when it "
+                         "starts; only --steps, --checkpoint-every, --snapshot-every and --quiet may change")
+    if args.out is not None and Path(args.out) != out:
+        raise ValueError(f"resume: --out {args.out!r} and --resume {args.resume!r} name different directories")
+    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every))
+               if v is not None}
+    updates.update({k: v for k, v in given.items() if k in allowed})
+    try:
+        return Config.from_dict(dict(saved, **updates))
+    except ValueError as exc:
+        raise ValueError(f"resume: {str(out / 'config.json')!r}: {exc}") from None
 
 
 def _run_cli(args) -> int:
@@ -551,13 +634,12 @@ def _run_cli(args) -> int:
 
 def _run_cli_checked(args) -> int:
     if args.resume is not None:
-        config = None
-        if args.steps is not None:
-            config = _read_config(Path(args.resume))
-            config = type(config).from_dict(dict(config.to_dict(), steps=args.steps))
+        if args.overwrite:
+            raise ValueError("--resume continues a run, --overwrite replaces one: give one of them")
         out = Path(args.resume)
-        result = run(config, out, resume=True, progress=not args.quiet,
-                     checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every)
+        result = run(_resume_config(args), out, resume=True, progress=not args.quiet,
+                     checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every,
+                     verbose=True)
     else:
         config = config_from_args(args)
         out = Path(args.out) if args.out else default_out_dir(config)
@@ -580,10 +662,10 @@ def add_cli(subparsers) -> None:
             "loss, architecture and data; explicit options override them."
         ),
     )
-    p.add_argument("--loss", default="inf_ipm", help="loss preset (default: %(default)s)")
-    p.add_argument("--arch", default="relu", help="architecture preset (default: %(default)s)")
-    p.add_argument("--data", default="eight_gaussians",
-                   help="data preset or dataset name, e.g. image:PATH (default: %(default)s)")
+    p.add_argument("--loss", default=None, help=f"loss preset (default: {RUN_DEFAULTS['loss']})")
+    p.add_argument("--arch", default=None, help=f"architecture preset (default: {RUN_DEFAULTS['arch']})")
+    p.add_argument("--data", default=None,
+                   help=f"data preset or dataset name, e.g. image:PATH (default: {RUN_DEFAULTS['data']})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's, 50000)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
     p.add_argument("--backend", default=None, help="kernel backend: rust or jax (default: rust)")
@@ -591,14 +673,16 @@ def add_cli(subparsers) -> None:
     p.add_argument("--log-every", dest="log_every", type=int, default=None,
                    help="steps between metric rows (default: the preset's, 100)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
-                   help="steps between checkpoints (default: the preset's, 5000; always one at the end)")
+                   help="steps between checkpoints (default: the preset's, 1000; also one after every minute "
+                        "of work and one at the end)")
     p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=None,
                    help="steps between PNG snapshots (default: about 40 per run; 0 = none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its last checkpoint (only --steps, --checkpoint-every "
-                        "and --snapshot-every are read; --steps may extend it)")
+                   help="continue the run in DIR from its newest checkpoint; its configuration is fixed: only "
+                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every and --quiet "
+                        "may change, any other option given must equal the run's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_cli)

@@ -94,18 +94,45 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import os
+import sys
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp
-import neural_tangents as nt
 import numpy as np
-from neural_tangents import stax
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the body: TensorFlow (imported by neural-tangents through
+    tf2jax) prints absl/oneDNN/CUDA start-up lines from C++ at import, twice, which no Python setting
+    silences.  Python exceptions still propagate; only this import is wrapped."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no file descriptor 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's later C++ messages
+with _native_stderr_silenced():
+    import neural_tangents as nt
+    from neural_tangents import stax
 
 from ntkgan.arch import ABRelu, Erf, Mlp, Rbf
 

@@ -70,6 +70,8 @@ def read_greyscale(path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(os.fspath(path)).expanduser()
+    if path.is_dir():
+        raise ValueError(f"image file {str(path)!r} is a directory, not an image file")
     if not path.is_file():
         raise ValueError(f"image file {str(path)!r} does not exist")
     try:

@@ -136,4 +136,9 @@ def load(name: str, *, n_source: int | None = None, n_target: int | None = None,
     for key in options:
         if key not in accepted:
             raise ValueError(f"dataset {name!r} takes no option {key!r}; its options are {accepted}")
-    return builder(*args, **fixed, **kwargs, **options)
+    try:
+        return builder(*args, **fixed, **kwargs, **options)
+    except ValueError as exc:
+        if str(exc).startswith(("dataset ", "image ", "mnist ")):
+            raise
+        raise ValueError(f"dataset {name!r}: {exc}") from None

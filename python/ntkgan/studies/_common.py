@@ -75,13 +75,12 @@ def check_reals(values, name: str, **bounds) -> tuple[float, ...]:
 
 
 def check_out(out) -> Path:
-    """The output directory (created if missing; must not be an existing file)."""
+    """The output directory: a directory this process can create or write in (checked before any work)."""
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise ValueError(f"out must be a directory path, got {out!r}")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"out must be a directory, but {str(path)!r} is a file")
-    return path
+    from ntkgan._paths import check_writable_dir
+
+    return check_writable_dir(out, "out")
 
 
 def cluster_args(workers, scheduler) -> tuple[int | None, str | None]:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ntkgan._paths import check_writable_dir
 from ntkgan.sweep._grid import Grid
 from ntkgan.sweep._records import atomic_write_text, is_finished, read_record
 
@@ -151,6 +152,7 @@ def sweep(grid: Grid, out_dir, *, steps: int | None = None, workers: int | None 
         from ntkgan._cluster import check_scheduler_address
 
         scheduler = check_scheduler_address(scheduler)
+    out_dir = check_writable_dir(out_dir)
     runs, skipped = grid.expand(steps=steps, overrides=overrides)
     for message in _skip_messages(skipped):
         log(message)

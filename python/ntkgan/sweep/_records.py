@@ -15,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ntkgan._resume import config_identity
+
 __all__ = ["RESULT_FILE", "atomic_write_bytes", "atomic_write_text", "is_finished", "read_record",
            "write_record"]
 
@@ -73,5 +75,9 @@ def read_record(run_dir) -> dict | None:
 
 
 def is_finished(record: dict | None, config_dict: dict) -> bool:
-    """True when ``record`` is a complete run of exactly ``config_dict``."""
-    return bool(record) and record.get("status") == "complete" and record.get("config") == config_dict
+    """True when ``record`` is a complete run of ``config_dict`` (the same steps and configuration; the
+    checkpoint cadence may differ, it does not change the numbers)."""
+    if not record or record.get("status") != "complete" or not isinstance(record.get("config"), dict):
+        return False
+    saved = record["config"]
+    return saved.get("steps") == config_dict.get("steps") and config_identity(saved) == config_identity(config_dict)

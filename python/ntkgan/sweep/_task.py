@@ -17,6 +17,7 @@ import socket
 import time
 from pathlib import Path
 
+from ntkgan._resume import config_identity
 from ntkgan.sweep._records import RESULT_FILE, is_finished, read_record, write_record
 
 __all__ = ["failed_record", "run_setting"]
@@ -32,15 +33,13 @@ def _saved_config(run_dir: Path) -> dict | None:
 
 
 def _resumable(saved: dict | None, config_dict: dict) -> bool:
-    """Same configuration, or the same one with fewer steps (the runner then extends it)."""
+    """Same configuration (the checkpoint cadence aside), with as many steps or fewer (the runner then
+    extends it)."""
     if saved is None:
         return False
-    if saved == config_dict:
-        return True
-    rest = {k: v for k, v in saved.items() if k != "steps"}
-    want = {k: v for k, v in config_dict.items() if k != "steps"}
     steps = saved.get("steps")
-    return rest == want and isinstance(steps, int) and steps <= config_dict["steps"]
+    return (config_identity(saved) == config_identity(config_dict) and isinstance(steps, int)
+            and steps <= config_dict["steps"])
 
 
 def _prepare(run_dir: Path, config_dict: dict) -> str:

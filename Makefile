@@ -1,11 +1,30 @@
-# ntkgan developer commands.  `make test` and `make run` do all set-up on a fresh clone.
+# ntkgan developer commands.  `make run`, `make test` and `make wheel` do all set-up on a fresh clone.
+#
+# The venv is installed in levels, each with its own stamp file:
+#   $(RUN_STAMP)   the package, its runtime dependencies and the Rust extension (release):
+#                  what `make run` needs
+#   $(FULL_STAMP)  + the extras jax, test, bench, dask: what `make test`, `make bench` and `make lint` need
+# `make run` on a fresh clone installs only the first level; a later `make test` adds the extras to that venv.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+FULL_STAMP := $(VENV)/.installed-full
+EXTRAS := jax,test,bench,dask
+RUST_SOURCES := $(shell find rust -name '*.rs')
+MATURIN := maturin>=1.7,<2
 
-.PHONY: all install build-dev build-prod test test-rust test-py run bench lint lint-python lint-rust format clean
+# The portable wheel: abi3 (CPython >= 3.10), manylinux2014 (glibc 2.17) through zig as the linker.  The crate
+# is compiled for baseline x86-64 and picks its AVX2/AVX-512 clones at run time: no target-cpu flags here.
+# tests/test_wheel.py builds with the same flags (WHEEL_BUILD_ARGS there); keep ZIGLANG in step with the
+# `test` extra in pyproject.toml.
+ZIGLANG := ziglang==0.15.2
+WHEEL_FLAGS := --release --zig --compatibility manylinux2014
+WHEEL_DIR := dist
+
+.PHONY: all install install-run build-dev build-prod wheel test test-rust test-py run bench lint lint-python \
+        lint-rust format clean
 
 all: build-dev lint test
 
@@ -13,32 +32,49 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 
-# Python deps (with the JAX extra, so the agreement tests really run) + the Rust extension, built in release.
-$(STAMP): $(VPY) pyproject.toml Cargo.toml $(shell find rust -name '*.rs')
-	$(VPY) -m pip install -q "maturin>=1.7,<2"
-	$(VPY) -m pip install -q -e ".[jax,test,bench,dask]"
-	@touch $(STAMP)
+# Level 1: the package with its runtime dependencies only, and the Rust extension built in release.
+$(RUN_STAMP): $(VPY) pyproject.toml Cargo.toml Cargo.lock $(RUST_SOURCES)
+	$(VPY) -m pip install -q "$(MATURIN)"
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	@touch $@
 
-install: $(STAMP)
+# Level 2: the extras (with the JAX extra, so the agreement tests really run).
+# Rust changes rebuild level 1 only.
+$(FULL_STAMP): pyproject.toml | $(RUN_STAMP)
+	$(VPY) -m pip install -q --no-build-isolation -e ".[$(EXTRAS)]"
+	@touch $@
+
+install-run: $(RUN_STAMP)
+
+install: $(RUN_STAMP) $(FULL_STAMP)
 
 build-dev: $(VPY)
+	$(VPY) -m pip install -q "$(MATURIN)"
 	rm -f python/ntkgan/_core*.so
 	$(VENV)/bin/maturin develop --release
 
-build-prod: $(VPY)
-	$(VENV)/bin/maturin build --release
+# The wheel to distribute, written to dist/ (see WHEEL_FLAGS); `auditwheel show` prints its glibc
+# symbol check.
+# zig is found by maturin as `python3 -m ziglang`, hence the venv first on PATH.
+wheel: $(VPY)
+	$(VPY) -m pip install -q "$(MATURIN)" "$(ZIGLANG)" "auditwheel>=6"
+	rm -f $(WHEEL_DIR)/ntkgan-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build $(WHEEL_FLAGS) --out $(WHEEL_DIR)
+	$(VENV)/bin/auditwheel show $(WHEEL_DIR)/ntkgan-*.whl
+
+build-prod: wheel
 
 test-rust:
 	cargo test --release
 
-test-py: $(STAMP)
+test-py: install
 	$(VPY) -m pytest
 
 test: install test-rust test-py
 
 # The main job on its defaults: a short particle run (inf_ipm, relu, eight_gaussians, 2 000 steps)
-# writing runs/quickstart (metrics.csv, snapshots, animation.gif, metrics.png).
-run: install
+# writing runs/quickstart (metrics.csv, snapshots, animation.gif, metrics.png).  Needs level 1 only.
+run: install-run
 	$(VENV)/bin/ntkgan run --steps 2000 --out runs/quickstart --overwrite
 
 bench: install
@@ -46,7 +82,7 @@ bench: install
 
 lint: lint-python lint-rust
 
-lint-python: $(STAMP)
+lint-python: install
 	$(VPY) -m pip install -q ruff mypy
 	$(VENV)/bin/ruff check python tests benches
 	$(VPY) -m mypy.stubtest ntkgan._core --allowlist .stubtest-allowlist
@@ -60,4 +96,4 @@ format:
 	$(VENV)/bin/ruff format python tests benches || true
 
 clean:
-	rm -rf target $(VENV) python/ntkgan/_core*.so .pytest_cache .hypothesis
+	rm -rf target $(VENV) python/ntkgan/_core*.so .pytest_cache .hypothesis $(WHEEL_DIR)

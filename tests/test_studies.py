@@ -41,7 +41,8 @@ def test_transition_point_interpolates_the_first_crossing():
     # unsorted input, a later dip below the threshold does not matter, NaN entries are skipped
     # sorted: r = 0.2, 0.4, 0.6, 0.8 with D = 0.2, 0.5, 0.9, 0.2: 0.4 + (0.7 - 0.5) * 0.2 / 0.4 = 0.5
     assert_close(transition_point([0.8, 0.2, 0.4, 0.6, 0.0], [0.2, 0.2, 0.5, 0.9, np.nan], 0.7), 0.5)
-    assert transition_point([0.1, 0.2], [0.8, 0.9], 0.5) == 0.1  # above already at the grid's start
+    # no crossing inside the grid: above already at its start (issue 11: was r_0, printed "0.000"), or never
+    assert math.isnan(transition_point([0.1, 0.2], [0.8, 0.9], 0.5))
     assert math.isnan(transition_point([0.1, 0.2], [0.1, 0.2], 0.5))
     with pytest.raises(ValueError, match="same non-zero length"):
         transition_point([0.1, 0.2], [0.1], 0.5)

@@ -8,7 +8,8 @@ the run directory::
     metrics.csv                one row per log step (columns below)
     checkpoints/step_XXXXXXXX.npz   flow state every ``checkpoint_every`` steps (default 1 000), at least
                                every minute of work, and at the end
-    img/snapshot_XXXXXXXX.png  pictures of particles, target, cost c_f and force -grad c_f
+    img/snapshot_XXXXXXXX.png  pictures of particles, target, cost c_f and force -grad c_f (frame 0: the
+                               initial particles under the first discriminator, trained on them)
     particles.npz              the final particles (byte-identical for identical runs)
     animation.gif, metrics.png at the end
     COMPLETE                   written last: only a finished run has it
@@ -56,7 +57,8 @@ COMPLETE = "COMPLETE"
 CHECKPOINT_DIR = "checkpoints"
 IMAGE_DIR = "img"
 BASE_COLUMNS = ("step", "wall_time", "sinkhorn", "energy", "mmd", "gen_loss")
-#: Snapshots per run when ``snapshot_every`` is not given (rounded to a multiple of ``log_every``).
+#: Snapshots per run when ``snapshot_every`` is not given, at most: the period is rounded up to a multiple
+#: of ``log_every`` (frames on metric rows), so 2 000 steps logged every 100 give 21 frames (0, 100, ...).
 DEFAULT_SNAPSHOTS = 40
 #: Checkpoints per run when ``checkpoint_every`` is not given and the config has none.
 DEFAULT_CHECKPOINTS = 10
@@ -299,12 +301,13 @@ def _title(config, step: int) -> str:
     return f"loss {config.loss} · arch {config.arch} · data {config.data} · step {step}"
 
 
-def _snapshot(out_dir: Path, config, step, flow, dataset, bounds) -> Path:
+def _snapshot(out_dir: Path, config, step, particles, discriminator, dataset, bounds) -> Path:
+    """``img/snapshot_<step>.png``: the particles of ``step`` and the discriminator trained on them (None:
+    the points only)."""
     from ntkgan.plots._snapshots import plot_snapshot
 
     path = out_dir / IMAGE_DIR / f"snapshot_{step:08d}.png"
-    disc = getattr(flow, "discriminator", None) if step > 0 else None
-    plot_snapshot(path, np.asarray(flow.particles), dataset.target, discriminator=disc, bounds=bounds,
+    plot_snapshot(path, np.asarray(particles), dataset.target, discriminator=discriminator, bounds=bounds,
                   title=_title(config, step), image_shape=dataset.meta.get("image_shape"))
     return path
 
@@ -401,8 +404,8 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         Checkpoint period in steps (0: only the time rule and the end); default the config's
         ``checkpoint_every`` (1 000).
     snapshot_every : int, optional
-        Snapshot period in steps (0: none); default about 40 snapshots per run, a multiple of
-        ``log_every``.
+        Snapshot period in steps (0: none); default at most :data:`DEFAULT_SNAPSHOTS` frames per run, a
+        multiple of ``log_every`` (21 frames for 2 000 steps logged every 100).
     overwrite : bool, default=False
         Replace an existing run directory (else it is an error).
     verbose : bool, optional
@@ -505,20 +508,26 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
             _write_metrics(out_dir / "metrics.csv", columns, rows)
             bar.set_postfix(sinkhorn=f"{row['sinkhorn']:.4g}", refresh=False)
 
+        first_frame = None  # frame 0 waits for the discriminator trained on the initial particles
         if start == 0:
             log(0)
             if snap_every:
-                _snapshot(out_dir, config, 0, flow, dataset, bounds)
+                first_frame = np.array(flow.particles, copy=True)
+                if steps == 0:
+                    _snapshot(out_dir, config, 0, first_frame, None, dataset, bounds)
         step = start
         last_ckpt = time.perf_counter()
         while step < steps:
             gen_loss = float(flow.step())
             step += 1
             bar.update(1)
+            if first_frame is not None:
+                _snapshot(out_dir, config, 0, first_frame, flow.discriminator, dataset, bounds)
+                first_frame = None
             if step % log_every == 0 or step == steps:
                 log(step)
             if snap_every and (step % snap_every == 0 or step == steps):
-                _snapshot(out_dir, config, step, flow, dataset, bounds)
+                _snapshot(out_dir, config, step, flow.particles, flow.discriminator, dataset, bounds)
             periodic = bool(ckpt_every) and step % ckpt_every == 0
             if periodic or step == steps or time.perf_counter() - last_ckpt >= CHECKPOINT_SECONDS:
                 _save_checkpoint(out_dir, step, flow, time.perf_counter() - t0, gen_loss, config)
@@ -676,7 +685,8 @@ def add_cli(subparsers) -> None:
                    help="steps between checkpoints (default: the preset's, 1000; also one after every minute "
                         "of work and one at the end)")
     p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=None,
-                   help="steps between PNG snapshots (default: about 40 per run; 0 = none)")
+                   help="steps between PNG snapshots (default: at most 40 per run, on metric rows: 21 for "
+                        "2000 steps logged every 100; 0 = none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
     p.add_argument("--resume", metavar="DIR", default=None,

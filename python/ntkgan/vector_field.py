@@ -21,7 +21,6 @@ the direction in which a lone generated point is pushed.  Infinite-width losses 
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,16 +144,21 @@ def plot_vector_field(field: VectorField, path) -> None:
     ax = fig.add_subplot(1, 1, 1)
     q = ax.quiver(g[..., 0], g[..., 1], u, v, colour, cmap="viridis", angles="xy", pivot="mid",
                   scale_units="xy", scale=1.0 / (0.8 * (g[0, 1, 0] - g[0, 0, 0])), width=0.004)
-    fig.colorbar(q, ax=ax, label=r"$\log_{10} \|\nabla c_{f_T}(x)\|$")
-    ax.plot([field.target[0]], [field.target[1]], marker="*", ms=16, color="tab:red", linestyle="none",
-            label="target $y$", zorder=5)
+    fig.colorbar(q, ax=ax, label=r"$\log_{10} \|\nabla c_{f_T}(x)\|$ (arrow colour)")
+    ax.plot([field.target[0]], [field.target[1]], marker="*", ms=16, color="#D55E00", linestyle="none",
+            markeredgecolor="black", markeredgewidth=0.6, label="target $y$", zorder=5)
+    from matplotlib.lines import Line2D
+
+    arrow = Line2D([], [], ls="none", marker=r"$\rightarrow$", ms=12, color="0.3",
+                   label=r"direction of $-\nabla c_{f_T}(x)$ (same length; size by colour)")
     ax.set_aspect("equal")
     pad = 0.15
     ax.set_xlim(g[..., 0].min() - pad, g[..., 0].max() + pad)
     ax.set_ylim(g[..., 1].min() - pad, g[..., 1].max() + pad)
     ax.set_xlabel("$x_0$")
     ax.set_ylabel("$x_1$")
-    ax.legend(loc="upper left", fontsize=8)
+    fig.legend(handles=[ax.get_legend_handles_labels()[0][0], arrow], loc="outside lower center", ncol=2,
+               fontsize=8, frameon=False)
     c = field.config
     ax.set_title(f"loss {c.loss}, arch {c.arch}, T = {c.t:g}\n"
                  r"force $-\nabla c_{f_T}(x)$ on a lone point $x$ against the target $y = (1, 0)$",
@@ -190,14 +194,14 @@ def add_cli(subparsers) -> None:
             "For each grid point x (x0 in [-2, 2], x1 in [0, 2]) train the infinite-width discriminator on "
             "fake {x} vs real {(1, 0)} and draw the force -grad c_f(x); writes a PNG and the arrays (.npz)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--loss", default="inf_ipm", help="infinite-width loss preset")
-    p.add_argument("--arch", default="relu", help="architecture preset")
-    p.add_argument("--out", default=None, help="output directory (default: ./vector-field)")
-    p.add_argument("--nx", type=int, default=15, help="grid points along x0")
-    p.add_argument("--ny", type=int, default=15, help="grid points along x1")
-    p.add_argument("--dim", type=int, default=2, help="dimension (zero-padded)")
-    p.add_argument("--t", type=float, default=None, help="training time T (default: the preset's)")
-    p.add_argument("--backend", default=None, help="kernel backend (rust or jax)")
+    p.add_argument("--loss", default="inf_ipm", help="infinite-width loss preset (default: %(default)s)")
+    p.add_argument("--arch", default="relu", help="architecture preset (default: %(default)s)")
+    p.add_argument("--out", default="vector-field", help="output directory (default: ./%(default)s)")
+    p.add_argument("--nx", type=int, default=15, help="grid points along x0 (default: %(default)s)")
+    p.add_argument("--ny", type=int, default=15, help="grid points along x1 (default: %(default)s)")
+    p.add_argument("--dim", type=int, default=2, help="dimension, zero-padded (default: %(default)s)")
+    p.add_argument("--t", type=float, default=None, help="training time T (default: the loss preset's)")
+    p.add_argument("--backend", default=None,
+                   help="kernel backend, rust or jax (default: $NTKGAN_BACKEND, else rust)")
     p.set_defaults(func=_run_cli)

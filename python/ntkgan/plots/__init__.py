@@ -3,8 +3,10 @@
 - :func:`plot_adequation` — the paper's Fig. 1: finite-width vs infinite-width generator cost
   :math:`c_f` (1-D curves or 2-D heat maps with :math:`-\\nabla c_f` arrows) and the error against width.
 - :func:`plot_snapshot`, :func:`animate_snapshots`, :func:`plot_bounds` — a flow's particles, target,
-  heat map of :math:`c_f` and arrows (or image grids), and the GIF of a run.
-- :func:`plot_metrics` — a run's metrics.csv against steps.
+  heat map of :math:`c_f` and arrows with their key (or image grids), and the GIF of a run; every frame of
+  a run has the same layout and one :class:`SnapshotScale` (:func:`snapshot_scale`,
+  :func:`read_snapshot_scale`).
+- :func:`plot_metrics` — a run's metrics.csv against steps (which way is better on every panel).
 
 matplotlib is imported when this package is; ``import ntkgan`` does not import it.
 """
@@ -13,6 +15,22 @@ from __future__ import annotations
 
 from ntkgan.plots._adequation import plot_adequation
 from ntkgan.plots._metrics import plot_metrics
-from ntkgan.plots._snapshots import animate_snapshots, plot_bounds, plot_snapshot
+from ntkgan.plots._snapshots import (
+    SnapshotScale,
+    animate_snapshots,
+    plot_bounds,
+    plot_snapshot,
+    read_snapshot_scale,
+    snapshot_scale,
+)
 
-__all__ = ["animate_snapshots", "plot_adequation", "plot_bounds", "plot_metrics", "plot_snapshot"]
+__all__ = [
+    "SnapshotScale",
+    "animate_snapshots",
+    "plot_adequation",
+    "plot_bounds",
+    "plot_metrics",
+    "plot_snapshot",
+    "read_snapshot_scale",
+    "snapshot_scale",
+]

@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ntkgan.plots._snapshots import _save as _save_png
 
@@ -31,9 +32,17 @@ def _save(fig: Figure, path) -> None:
 # collapse
 
 
-def plot_collapse_diversity(path, summary, transitions, threshold, params) -> None:
-    """Final diversity (mean ± std over seeds) against g2/g1, one curve per setting, transitions marked."""
-    fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+def plot_collapse_diversity(path, summary, transitions, threshold, params) -> Figure:
+    """Final diversity (mean ± std over seeds) against g2/g1, one curve per setting, transitions marked.
+
+    A setting's transition is drawn as a dotted vertical line in its colour and given in its legend entry,
+    or "no transition in range" when its mean final diversity does not cross the threshold inside the grid
+    of ratios (already above it at the smallest ratio, or never above it).  The legend sits under the axes,
+    off the data.  Returns the figure written.
+    """
+    from ntkgan.studies.collapse import _transition_text
+
+    fig = Figure(figsize=(7.2, 5.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     log_k = math.log(params["k"])
     for i, spec in enumerate(params["settings"]):
@@ -45,25 +54,37 @@ def plot_collapse_diversity(path, summary, transitions, threshold, params) -> No
         sd = np.array([s["std"] for s in rows])
         label = params["labels"].get(name, name)
         t = transitions[name]
+        text = _transition_text(t, r, m, threshold, digits=2)
+        label += f"  (transition {text})" if math.isfinite(t) else f"\n    {text}"
         if math.isfinite(t):
-            label += f"  (transition {t:.2f})"
             ax.axvline(t, color=color, ls=":", lw=1.2)
         ax.plot(r, m, marker="o", ms=4, color=color, label=label)
         ax.fill_between(r, m - sd, m + sd, color=color, alpha=0.15, lw=0)
     ax.axhline(threshold, color="0.4", ls="--", lw=1, label=r"threshold $\frac{1}{2}\log K$")
-    ax.axhline(log_k, color="0.6", ls=":", lw=1, label=r"$\log K$ (one mode)")
+    ax.axhline(
+        log_k,
+        color="0.6",
+        ls=":",
+        lw=1,
+        label=r"$\log K$: all particles on one mode (0: modes covered evenly)",
+    )
+    handles, labels = ax.get_legend_handles_labels()
+    if any(math.isfinite(t) for t in transitions.values()):
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.2))
+        labels.append("transition: first crossing of the threshold (setting's colour)")
     ax.set_xlim(-0.02, 1.0)
     ax.set_ylim(-0.05, log_k * 1.08)
     ax.set_xlabel(r"coupling $g_2/g_1$")
     ax.set_ylabel(r"final diversity $\log K + \sum_k p_k \log p_k$")
     ax.set_title(
         f"mode collapse: K = {params['k']}, N = {params['n']}, {params['steps']} steps, "
-        f"{params['seeds']} seed(s)",
+        f"{params['seeds']} seed(s); mean ± std over seeds",
         fontsize=10,
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=1, frameon=False)
     _save(fig, path)
+    return fig
 
 
 def plot_collapse_traces(path, runs, threshold, params) -> None:
@@ -94,7 +115,14 @@ def plot_collapse_traces(path, runs, threshold, params) -> None:
         ax.set_title(params["labels"].get(name, name), fontsize=9)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("diversity (mean over seeds)")
-    fig.colorbar(mappable, ax=axes, label=r"$g_2/g_1$", shrink=0.9)
+    fig.colorbar(mappable, ax=axes, label=r"$g_2/g_1$ (line colour)", shrink=0.9)
+    fig.legend(
+        handles=[Line2D([], [], color="0.4", ls="--", lw=1)],
+        labels=[r"threshold $\frac{1}{2}\log K$ (the transition: where the final diversity crosses it)"],
+        loc="outside lower center",
+        fontsize=8,
+        frameon=False,
+    )
     _save(fig, path)
 
 

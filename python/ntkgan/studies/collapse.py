@@ -33,8 +33,11 @@ a snapshot of that oscillation at the last step would be noise.
 Transition point.  For each setting, with :math:`\bar D(r)` the final diversity averaged over seeds, the
 transition point is the smallest :math:`r` at which :math:`\bar D(r)` exceeds half of :math:`\log K`,
 linearly interpolated between the two ratios of the grid that bracket the first crossing
-(:func:`transition_point`).  It depends on the step budget: relative modes relax at a rate proportional to
-:math:`1 - r`, so where a setting converges slowly, a longer run moves its transition toward 1.
+(:func:`transition_point`).  There is no transition in the range of ratios when :math:`\bar D` is never
+above the threshold, or is above it already at the smallest ratio (the cloud did not split even at the
+weakest coupling); the outputs then say so instead of giving a number.  The transition depends on the
+step budget: relative modes relax at a rate proportional to :math:`1 - r`, so where a setting converges
+slowly, a longer run moves its transition toward 1.
 
 Outputs (in ``out``)::
 
@@ -138,7 +141,8 @@ class CollapseResult:
         One per (setting, ratio): ``mean``, ``std`` of the final diversity over the seeds that finished,
         and their number ``n_ok``.
     transitions : dict
-        setting -> transition point (NaN when the mean final diversity never exceeds the threshold).
+        setting -> transition point (NaN when there is no transition in the range of ratios: the mean
+        final diversity never exceeds the threshold, or exceeds it already at the smallest ratio).
     threshold : float
         ``log(K) / 2``.
     wall_time : float
@@ -166,9 +170,10 @@ def transition_point(ratios, diversity, threshold: float) -> float:
 
     With the ratios sorted, let :math:`i` be the first index with :math:`D_i > \text{threshold}`
     (non-finite :math:`D_i` are skipped).  The result is
-    :math:`r_{i-1} + (\text{threshold} - D_{i-1})\,(r_i - r_{i-1}) / (D_i - D_{i-1})`; it is
-    :math:`r_0` when already :math:`D_0 > \text{threshold}` (the transition lies at or below the grid)
-    and NaN when no value exceeds the threshold.
+    :math:`r_{i-1} + (\text{threshold} - D_{i-1})\,(r_i - r_{i-1}) / (D_i - D_{i-1})`.  It is NaN,
+    "no transition in range", when no value exceeds the threshold, and also when already
+    :math:`D_0 > \text{threshold}`: the transition, if any, lies at or below the grid, not at :math:`r_0`
+    (:func:`_transition_text` says which).
 
     Parameters
     ----------
@@ -210,8 +215,8 @@ def transition_point(ratios, diversity, threshold: float) -> float:
     if above.size == 0:
         return float("nan")
     i = int(above[0])
-    if i == 0:
-        return float(r[0])
+    if i == 0:  # above already at the smallest ratio: no crossing inside the grid
+        return float("nan")
     r0, r1, d0, d1 = r[i - 1], r[i], d[i - 1], d[i]
     return float(r0 + (threshold - d0) * (r1 - r0) / (d1 - d0))
 
@@ -547,10 +552,30 @@ def _write_outputs(out_dir: Path, params, runs, summary, transitions, threshold,
     return files
 
 
-def _fmt_ratio(t: float, any_finished: bool = True) -> str:
-    if not any_finished:
+def _transition_text(t: float, ratios, diversity, threshold: float, *, digits: int = 3) -> str:
+    """``t`` with ``digits`` decimals, or why there is no transition in the range of ``ratios``.
+
+    ``ratios`` and ``diversity`` (the mean final diversity per ratio) are those ``t`` was computed from.
+    """
+    if math.isfinite(t):
+        return f"{t:.{digits}f}"
+    r = np.asarray(ratios, dtype=np.float64)
+    d = np.asarray(diversity, dtype=np.float64)
+    ok = np.isfinite(d)
+    if not ok.any():
         return "n/a (no run finished)"
-    return "none (never above the threshold)" if math.isnan(t) else f"{t:.3f}"
+    r, d = r[ok], d[ok]
+    order = np.argsort(r, kind="stable")
+    r, d = r[order], d[order]
+    if d[0] > threshold:
+        return f"no transition in range (above the threshold already at g2/g1 = {r[0]:g})"
+    return f"no transition in range (below the threshold up to g2/g1 = {r[-1]:g})"
+
+
+def _setting_curve(summary, name) -> tuple[list, list]:
+    """The ratios and mean final diversities of one setting (NaN where no seed finished)."""
+    rows = [s for s in summary if s["setting"] == name]
+    return [s["ratio"] for s in rows], [s["mean"] if s["n_ok"] > 0 else math.nan for s in rows]
 
 
 def _markdown(params, summary, transitions, threshold, runs, wall) -> str:
@@ -592,8 +617,8 @@ def _markdown(params, summary, transitions, threshold, runs, wall) -> str:
     ]
     for name in names:
         label = params["labels"].get(name, name)
-        finished = any(s["n_ok"] > 0 for s in summary if s["setting"] == name)
-        lines.append(f"- **{name}** ({label}): {_fmt_ratio(transitions[name], finished)}")
+        text = _transition_text(transitions[name], *_setting_curve(summary, name), threshold)
+        lines.append(f"- **{name}** ({label}): {text}")
     failed = [r for r in runs if r["status"] != "ok"]
     if failed:
         lines += ["", "Runs that did not finish:", ""]
@@ -627,7 +652,8 @@ def _cli(args) -> int:
     )
     print(f"collapse study: {len(result.runs)} runs in {result.wall_time:.1f} s -> {result.out_dir}")
     for name, t in result.transitions.items():
-        print(f"  transition g2/g1 ({name}): {_fmt_ratio(t)}")
+        text = _transition_text(t, *_setting_curve(result.summary, name), result.threshold)
+        print(f"  transition g2/g1 ({name}): {text}")
     return 0
 
 

@@ -38,9 +38,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LinearSegmentedColormap, Normalize, SymLogNorm
-from matplotlib.ticker import FuncFormatter, NullFormatter
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 __all__ = ["SnapshotScale", "animate_snapshots", "plot_bounds", "plot_snapshot", "read_snapshot_scale",
            "snapshot_scale"]

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+r"""What a cluster buys: the paper's whole grid at full length, projected from measured single-worker costs.
+
+Usage::
+
+    python benches/project_grid.py [--steps K] [--rows R] [--workers 1,2,16,64] [--seeds 3] [--out DIR]
+
+The grid: losses ``inf_ipm, inf_lsgan, ipm, ipm_reset, lsgan`` x architectures ``relu, relu_nobias, rbf``
+x data ``eight_gaussians, density, ab`` x seeds (default 3), at the presets' 50 000 steps with a metric row
+every 100 steps (501 rows), as ``ntkgan sweep`` runs them: one single-threaded process per worker (one Rust
+thread, one BLAS thread; ``ntkgan._cluster.single_threaded``).  The finite losses with the ``rbf`` NNGP
+kernel are not valid runs, which leaves 108 runs.
+
+For each valid (loss, arch, data) this process, single-threaded as a sweep worker, times ``K`` flow steps
+(default 20, after 2 warm-up steps) and ``R`` metric rows (default 3), and projects one run as
+``50 000 x (median step) + 501 x (median row)``; seeds cost the same.  The grid's wall time on ``W`` workers
+is the makespan of the longest-first (LPT) assignment of the runs to workers, which is what Dask's
+scheduler achieves for equal-priority tasks submitted longest first (within 4/3 of the optimum); it is
+never below the longest run.  Scheduler and start-up overheads (seconds per run) are left out.
+
+The projection uses costs measured at the start of a run; late in a run the infinite-width flows slow down
+a little (converged particles sit on target points, so more near-coincident kernel pairs take the stable
+path: the full inf_ipm run measured in issue 4 took 8 % longer than its 5 000-step projection).  The
+measured full-length runs are in docs/sweeps/full_length.md.
+
+Results: a Markdown table on stdout and ``<out>/project_grid.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+try:
+    import ntkgan  # noqa: F401
+except ImportError:  # not installed: use the source tree
+    sys.path.insert(0, str(REPO / "python"))
+
+from bench_kernels import _loadavg, machine_info
+from ntkgan._cluster import single_threaded
+from ntkgan._malloc import keep_freed_memory
+from ntkgan.flows import make_flow
+from ntkgan.presets import make_config
+from ntkgan.runner import _columns, _measure, _metric_kernel
+
+LOSSES = ("inf_ipm", "inf_lsgan", "ipm", "ipm_reset", "lsgan")
+ARCHS = ("relu", "relu_nobias", "rbf")
+DATA = ("eight_gaussians", "density", "ab")
+PAPER_STEPS = 50_000
+LOG_EVERY = 100
+
+
+def say(msg: str) -> None:
+    print(f"[project] {msg}", file=sys.stderr, flush=True)
+
+
+def cost(loss: str, arch: str, data: str, steps: int, rows: int) -> dict | None:
+    """Median seconds per flow step and per metric row, single-threaded; None for an invalid combination."""
+    try:
+        cfg = make_config(loss, arch, data)
+    except ValueError:
+        return None
+    flow = make_flow(cfg)
+    dataset_columns = None
+    with single_threaded():
+        for _ in range(2):
+            flow.step()
+        step_s = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            flow.step()
+            step_s.append(time.perf_counter() - t0)
+        from ntkgan.flows import load_dataset
+
+        dataset = load_dataset(cfg)
+        dataset_columns = _columns(dataset)
+        kernel = _metric_kernel(cfg)
+        row_s = []
+        for _ in range(rows):
+            t0 = time.perf_counter()
+            _measure(flow.particles, dataset, kernel, 0.0)
+            row_s.append(time.perf_counter() - t0)
+    step, row = statistics.median(step_s), statistics.median(row_s)
+    run_s = PAPER_STEPS * step + (PAPER_STEPS // LOG_EVERY + 1) * row
+    return {"loss": loss, "arch": arch, "data": data, "step_ms": 1e3 * step, "row_s": row, "run_min": run_s / 60,
+            "columns": len(dataset_columns)}
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """Longest-first list scheduling of ``durations`` on ``workers`` identical workers."""
+    loads = [0.0] * workers
+    heapq.heapify(loads)
+    for d in sorted(durations, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + d)
+    return max(loads)
+
+
+def markdown(report: dict) -> str:
+    lines = ["| loss | arch | data | step ms | metric row s | one run (50 000 steps) |",
+             "|---|---|---|---:|---:|---:|"]
+    for c in report["costs"]:
+        lines.append(f"| {c['loss']} | {c['arch']} | {c['data']} | {c['step_ms']:.1f} | {c['row_s']:.2f} | "
+                     f"{c['run_min']:.0f} min |")
+    lines.append("")
+    total = report["total_hours"]
+    lines.append(f"{report['runs']} runs ({report['seeds']} seeds), {total:.1f} h of single-worker time; the "
+                 f"longest run {report['longest_hours']:.2f} h.")
+    lines.append("")
+    lines.append("| workers | wall time (LPT makespan) | efficiency |")
+    lines.append("|---:|---:|---:|")
+    for w, hours in report["wall_hours"].items():
+        lines.append(f"| {w} | {hours:.2f} h | {total / (int(w) * hours):.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20, help="timed flow steps per combination (default 20)")
+    p.add_argument("--rows", type=int, default=3, help="timed metric rows per combination (default 3)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--workers", default="1,2,16,64")
+    p.add_argument("--out", type=Path, default=REPO / "benches" / "results")
+    args = p.parse_args(argv)
+    keep_freed_memory()
+    say(f"load average before: {_loadavg()}")
+    costs = []
+    for loss in LOSSES:
+        for arch in ARCHS:
+            for data in DATA:
+                c = cost(loss, arch, data, args.steps, args.rows)
+                if c is not None:
+                    say(f"{loss} {arch} {data}: {c['step_ms']:.1f} ms/step, {c['row_s']:.2f} s/row")
+                    costs.append(c)
+    durations = [60 * c["run_min"] for c in costs for _ in range(args.seeds)]
+    report = {"machine": machine_info(), "steps": args.steps, "rows": args.rows, "seeds": args.seeds,
+              "costs": costs, "runs": len(durations), "total_hours": sum(durations) / 3600,
+              "longest_hours": max(durations) / 3600,
+              "wall_hours": {w: makespan(durations, int(w)) / 3600 for w in args.workers.split(",")},
+              "load_after": _loadavg()}
+    text = markdown(report)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "project_grid.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "project_grid.md").write_text(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -15,23 +15,26 @@ pub enum Activation {
     Rbf { gamma: f64 },
 }
 
+/// `Ok` when an activation named `name` got exactly `n` finite parameters.
+pub fn check_params(name: &str, params: &[f64], n: usize) -> Result<(), NtkError> {
+    ensure!(
+        params.len() == n,
+        Arch,
+        "activation {name:?} takes {n} parameters, got {}",
+        params.len()
+    );
+    ensure!(
+        params.iter().all(|p| p.is_finite()),
+        Arch,
+        "activation {name:?} has a non-finite parameter"
+    );
+    Ok(())
+}
+
 impl Activation {
     /// Parse `(name, params)` as sent by `ntkgan.arch` (`Activation.rust_spec`).
     pub fn parse(name: &str, params: &[f64]) -> Result<Self, NtkError> {
-        let want = |n: usize| -> Result<(), NtkError> {
-            ensure!(
-                params.len() == n,
-                Arch,
-                "activation {name:?} takes {n} parameters, got {}",
-                params.len()
-            );
-            ensure!(
-                params.iter().all(|p| p.is_finite()),
-                Arch,
-                "activation {name:?} has a non-finite parameter"
-            );
-            Ok(())
-        };
+        let want = |n: usize| check_params(name, params, n);
         match name {
             "abrelu" => {
                 want(2)?;

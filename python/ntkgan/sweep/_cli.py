@@ -11,15 +11,9 @@ _PAPER = {"loss": "inf_ipm,inf_lsgan,ipm_reset", "arch": "relu,relu_nobias,rbf",
 
 
 def _overrides(items) -> dict:
-    from ntkgan.runner import _parse_value
+    from ntkgan.runner import _set_overrides
 
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _parse_value(value)
-    return out
+    return _set_overrides(items)
 
 
 def _sweep_cli(args) -> int:

@@ -3,6 +3,7 @@
 //! rounding.
 
 use super::real::Real;
+use crate::arch::check_params;
 use crate::ensure;
 use crate::error::NtkError;
 
@@ -24,20 +25,7 @@ pub enum Act {
 impl Act {
     /// Parse `(name, params)` as sent by `ntkgan.arch` (`Activation.finite_spec`).
     pub fn parse(name: &str, params: &[f64]) -> Result<Self, NtkError> {
-        let want = |n: usize| -> Result<(), NtkError> {
-            ensure!(
-                params.len() == n,
-                Arch,
-                "activation {name:?} takes {n} parameters, got {}",
-                params.len()
-            );
-            ensure!(
-                params.iter().all(|p| p.is_finite()),
-                Arch,
-                "activation {name:?} has a non-finite parameter"
-            );
-            Ok(())
-        };
+        let want = |n: usize| check_params(name, params, n);
         Ok(match name {
             "abrelu" => {
                 want(2)?;

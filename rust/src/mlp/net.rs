@@ -196,6 +196,7 @@ pub struct Net<T: Real> {
 }
 
 /// The activations of the last [`Net::forward`] and the backprop factors of the last update, per half.
+#[derive(Default)]
 pub struct Workspace<T> {
     n: usize,
     /// `z_l`, l < L (n x dims[l+1]), index `half * L + l`.
@@ -215,23 +216,6 @@ pub struct Workspace<T> {
     u: Vec<Aligned<T>>,
     /// Each half's `W_l^T` (l < L), the row-major right operands of backprop.
     wt: Vec<Aligned<T>>,
-}
-
-impl<T: Real> Default for Workspace<T> {
-    fn default() -> Self {
-        Workspace {
-            n: 0,
-            z: Vec::new(),
-            h: Vec::new(),
-            out: Vec::new(),
-            f: Aligned::default(),
-            ct: Aligned::default(),
-            d: Vec::new(),
-            de: Vec::new(),
-            u: Vec::new(),
-            wt: Vec::new(),
-        }
-    }
 }
 
 /// Pointers into a [`Workspace`] for one pass (see its fields).

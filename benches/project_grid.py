@@ -4,6 +4,7 @@ r"""What a cluster buys: the paper's whole grid at full length, projected from m
 Usage::
 
     python benches/project_grid.py [--steps K] [--rows R] [--workers 1,2,16,64] [--seeds 3] [--out DIR]
+    python benches/project_grid.py --records docs/sweeps/full_length [--workers ...] [--seeds 3]
 
 The grid: losses ``inf_ipm, inf_lsgan, ipm, ipm_reset, lsgan`` x architectures ``relu, relu_nobias, rbf``
 x data ``eight_gaussians, density, ab`` x seeds (default 3), at the presets' 50 000 steps with a metric row
@@ -22,6 +23,13 @@ The projection uses costs measured at the start of a run; late in a run the infi
 a little (converged particles sit on target points, so more near-coincident kernel pairs take the stable
 path: the full inf_ipm run measured in issue 4 took 8 % longer than its 5 000-step projection).  The
 measured full-length runs are in docs/sweeps/full_length.md.
+
+With ``--records DIR`` nothing is timed: each (loss, arch, data) costs what its measured full-length run
+took, ``wall_time x 50 000 / steps`` from the ``result.json`` records under ``DIR`` (``ntkgan sweep``'s, each
+run on one single-threaded worker; the longest run when a combination has several), and a combination without
+a record takes the cost of the same loss and data on the other ReLU architecture (``relu`` and
+``relu_nobias`` have the same shapes and the same work per step), marked ``(from relu)``.  Records measured on
+a loaded machine make this an upper bound.  Results go to ``<out>/project_grid_records.{json,md}``.
 
 Results: a Markdown table on stdout and ``<out>/project_grid.{json,md}``.
 """
@@ -94,6 +102,37 @@ def cost(loss: str, arch: str, data: str, steps: int, rows: int) -> dict | None:
             "columns": len(dataset_columns)}
 
 
+def costs_from_records(root: Path) -> list[dict]:
+    """One cost per valid (loss, arch, data) from the sweep records under ``root`` (see the module notes)."""
+    measured = {}
+    for path in sorted(root.glob("**/result.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("status") != "complete" or not rec.get("steps") or rec.get("wall_time") is None:
+            continue
+        key = (rec["loss"], rec["arch"], rec["data"])
+        run_s = float(rec["wall_time"]) * PAPER_STEPS / int(rec["steps"])
+        if run_s > measured.get(key, (0.0, ""))[0]:
+            measured[key] = (run_s, f"{rec['steps']} steps, {path.parents[2].name}")
+    costs = []
+    for loss in LOSSES:
+        for arch in ARCHS:
+            for data in DATA:
+                try:
+                    make_config(loss, arch, data)
+                except ValueError:
+                    continue
+                source = (loss, arch, data)
+                if source not in measured and arch in ("relu", "relu_nobias"):
+                    source = (loss, "relu" if arch == "relu_nobias" else "relu_nobias", data)
+                if source not in measured:
+                    raise SystemExit(f"no record for {loss} {arch} {data} under {root}")
+                run_s, origin = measured[source]
+                if source[1] != arch:
+                    origin += f" (from {source[1]})"
+                costs.append({"loss": loss, "arch": arch, "data": data, "run_min": run_s / 60, "origin": origin})
+    return costs
+
+
 def makespan(durations: list[float], workers: int) -> float:
     """Longest-first list scheduling of ``durations`` on ``workers`` identical workers."""
     loads = [0.0] * workers
@@ -104,11 +143,16 @@ def makespan(durations: list[float], workers: int) -> float:
 
 
 def markdown(report: dict) -> str:
-    lines = ["| loss | arch | data | step ms | metric row s | one run (50 000 steps) |",
-             "|---|---|---|---:|---:|---:|"]
-    for c in report["costs"]:
-        lines.append(f"| {c['loss']} | {c['arch']} | {c['data']} | {c['step_ms']:.1f} | {c['row_s']:.2f} | "
-                     f"{c['run_min']:.0f} min |")
+    if report.get("records"):
+        lines = ["| loss | arch | data | one run (50 000 steps) | measured on |", "|---|---|---|---:|---|"]
+        for c in report["costs"]:
+            lines.append(f"| {c['loss']} | {c['arch']} | {c['data']} | {c['run_min']:.0f} min | {c['origin']} |")
+    else:
+        lines = ["| loss | arch | data | step ms | metric row s | one run (50 000 steps) |",
+                 "|---|---|---|---:|---:|---:|"]
+        for c in report["costs"]:
+            lines.append(f"| {c['loss']} | {c['arch']} | {c['data']} | {c['step_ms']:.1f} | {c['row_s']:.2f} | "
+                         f"{c['run_min']:.0f} min |")
     lines.append("")
     total = report["total_hours"]
     lines.append(f"{report['runs']} runs ({report['seeds']} seeds), {total:.1f} h of single-worker time; the "
@@ -128,19 +172,25 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workers", default="1,2,16,64")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "results")
+    p.add_argument("--records", type=Path, default=None,
+                   help="project from the result.json records under this directory instead of timing")
     args = p.parse_args(argv)
     keep_freed_memory()
     say(f"load average before: {_loadavg()}")
-    costs = []
-    for loss in LOSSES:
-        for arch in ARCHS:
-            for data in DATA:
-                c = cost(loss, arch, data, args.steps, args.rows)
-                if c is not None:
-                    say(f"{loss} {arch} {data}: {c['step_ms']:.1f} ms/step, {c['row_s']:.2f} s/row")
-                    costs.append(c)
+    if args.records is not None:
+        costs = costs_from_records(args.records)
+    else:
+        costs = []
+        for loss in LOSSES:
+            for arch in ARCHS:
+                for data in DATA:
+                    c = cost(loss, arch, data, args.steps, args.rows)
+                    if c is not None:
+                        say(f"{loss} {arch} {data}: {c['step_ms']:.1f} ms/step, {c['row_s']:.2f} s/row")
+                        costs.append(c)
     durations = [60 * c["run_min"] for c in costs for _ in range(args.seeds)]
     report = {"machine": machine_info(), "steps": args.steps, "rows": args.rows, "seeds": args.seeds,
+              "records": None if args.records is None else str(args.records),
               "costs": costs, "runs": len(durations), "total_hours": sum(durations) / 3600,
               "longest_hours": max(durations) / 3600,
               "wall_hours": {w: makespan(durations, int(w)) / 3600 for w in args.workers.split(",")},
@@ -148,8 +198,9 @@ def main(argv=None) -> dict:
     text = markdown(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "project_grid.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "project_grid.md").write_text(text + "\n")
+    stem = "project_grid" if args.records is None else "project_grid_records"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(text + "\n")
     return report
 
 

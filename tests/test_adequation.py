@@ -18,7 +18,7 @@ from conftest import assert_close
 
 import ntkgan
 from ntkgan import finite as F
-from ntkgan._adequation import PRESETS, AdequationResult, adequation
+from ntkgan.studies.adequation import PRESETS, AdequationResult, adequation
 from ntkgan.cli import main
 from ntkgan.discriminator import LOSSES, train_discriminator
 from ntkgan.plots import plot_adequation

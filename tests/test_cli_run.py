@@ -17,7 +17,7 @@ import ntkgan
 from ntkgan.cli import main
 from ntkgan.presets import make_config
 from ntkgan.runner import COMPLETE, read_metrics
-from ntkgan.vector_field import vector_field
+from ntkgan.studies.vector_field import vector_field
 
 from conftest import assert_close
 

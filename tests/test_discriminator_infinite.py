@@ -24,6 +24,7 @@ from ntkgan.discriminator import (
     KernelDiscriminator,
     Loss,
     _infinite,
+    _spectral,
     train_discriminator,
 )
 from scipy.integrate import solve_ivp
@@ -279,10 +280,10 @@ def test_lsgan_krylov_reference_expm_multiply():
     e = np.zeros(31)
     e[30] = 1.0
     expected = expm_multiply(aug, e)[:30]
-    y, _ = _infinite.lanczos_apply(lambda v: A @ v, b, lambda lam: _infinite.psi_flow(lam, t))
+    y, _ = _spectral.lanczos_apply(lambda v: A @ v, b, lambda lam: _spectral.psi_flow(lam, t))
     assert_close(y, expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(RuntimeError, match="maxiter"):
-        _infinite.lanczos_apply(lambda v: A @ v, b, lambda lam: _infinite.psi_flow(lam, t), maxiter=3)
+        _spectral.lanczos_apply(lambda v: A @ v, b, lambda lam: _spectral.psi_flow(lam, t), maxiter=3)
 
 
 @pytest.mark.parametrize("method", ["eigh", "krylov", "matrix_free", "ode"])
@@ -307,12 +308,12 @@ def test_lsgan_gd_equals_explicit_iteration(method, n_fake, n_real):
 def test_psi_functions_are_nan_free_and_exact():
     lam = np.array([0.0, 1e-300, 1e-14, 1e-6, 0.3, 5.0, 40.0, -1e-15])
     t = 2.0
-    p = _infinite.psi_flow(lam, t)
+    p = _spectral.psi_flow(lam, t)
     lamc = np.maximum(lam, 0)
     ref = np.array([float(-mpmath.expm1(-t * mpmath.mpf(x)) / x) if x > 0 else t for x in lamc])
     assert_close(p, ref, rtol=1e-14)
     lr, steps = 0.1, 25
-    g = _infinite.psi_gd(lam, lr, steps)
+    g = _spectral.psi_gd(lam, lr, steps)
     ref = np.array([lr * sum((1 - lr * x) ** k for k in range(steps)) for x in lamc])
     assert_close(g, ref, rtol=1e-12)
 
@@ -370,19 +371,19 @@ def test_random_f0_covariance_monte_carlo():
 def test_lambertw_exp_against_mpmath():
     z = np.array([1.0, 1.0 + 1e-12, 1.5, 3.0, 30.0, 800.0, 1e6])
     ref = np.array([float(mpmath.lambertw(mpmath.exp(mpmath.mpf(x)))) for x in z])
-    assert_close(_infinite.lambertw_exp(z), ref, rtol=1e-14)
+    assert_close(_spectral.lambertw_exp(z), ref, rtol=1e-14)
     # u(lam, t) / lam for small lam * t: series t (1/2 - s/16 + s^2/192), s = lam t
     lam, t = np.array([1e-9, 1e-6]), 2.0
     s = lam * t
-    assert_close(_infinite.lambertw_ratio(lam, t), t * (0.5 - s / 16 + s**2 / 192), rtol=1e-13)
-    assert _infinite.lambertw_ratio(np.array([0.0]), t)[0] == 1.0
+    assert_close(_spectral.lambertw_ratio(lam, t), t * (0.5 - s / 16 + s**2 / 192), rtol=1e-13)
+    assert _spectral.lambertw_ratio(np.array([0.0]), t)[0] == 1.0
 
 
 def test_lambertw_scalar_solves_the_scalar_ode():
     """u(lam, t) = lam t + 1 - W(e^{lam t + 1}) solves u' = lam sigma(-u), u(0) = 0 (the n = 1 case)."""
     lam, t = 0.7, 3.0
     sol = solve_ivp(lambda _t, u: lam * expit(-u), (0, t), [0.0], method="DOP853", rtol=1e-13, atol=1e-14)
-    u = lam * _infinite.lambertw_ratio(np.array([lam]), t)[0]
+    u = lam * _spectral.lambertw_ratio(np.array([lam]), t)[0]
     assert_close(u, sol.y[0, -1], rtol=1e-11)
     assert abs(u - 0.822902) < 1e-6  # the paper-spec check value
 
@@ -611,7 +612,7 @@ def test_backends_agree(backend):
 def test_duplicate_row_check_agrees_with_numpy_unique(n, d, seed, plant):
     """The fast duplicate check that lets the solvers skip merging agrees with ``np.unique(axis=0)``
     (rows drawn from a few values, so equal rows and rows equal in all but one column both occur)."""
-    from ntkgan.discriminator._infinite import _has_duplicate_rows
+    from ntkgan.discriminator._problem import _has_duplicate_rows
 
     rng = np.random.default_rng(seed)
     z = rng.integers(0, 3, size=(n, d)).astype(np.float64) + rng.normal(size=(1, d))

@@ -1,5 +1,5 @@
 """Tests of the pictures (issue 11): python/ntkgan/plots/_snapshots.py, _metrics.py, _adequation.py,
-python/ntkgan/studies/_plots.py and the transition text of studies/collapse.py, and the help texts.
+python/ntkgan/plots/_studies.py and the transition text of studies/collapse.py, and the help texts.
 
 What a reader sees is checked on the figure objects (axes positions, colour-bar limits, legend entries,
 artists) and, for a real run, on the saved PNGs: every snapshot frame has the same size and its plot box at
@@ -251,7 +251,7 @@ def test_metrics_every_line_in_a_legend_and_every_panel_says_which_way_is_better
 
 @pytest.fixture(scope="module")
 def ipm_small(tmp_path_factory):
-    from ntkgan._adequation import adequation
+    from ntkgan.studies.adequation import adequation
 
     return adequation("ipm_relu", widths=(8, 16), seeds=2, nx=21, out=tmp_path_factory.mktemp("ipm"))
 
@@ -276,7 +276,7 @@ def test_adequation_coinciding_references_are_visible_and_labelled(ipm_small):
 
 
 def test_adequation_distinct_references_are_not_said_to_coincide(tmp_path):
-    from ntkgan._adequation import adequation
+    from ntkgan.studies.adequation import adequation
     from ntkgan.plots import plot_adequation
 
     res = adequation("lsgan_relu", widths=(8, 16), seeds=2, nx=21)
@@ -297,7 +297,7 @@ def _collapse_params():
 
 
 def test_collapse_plot_legend_off_the_data_and_no_transition_text(tmp_path):
-    from ntkgan.studies._plots import plot_collapse_diversity
+    from ntkgan.plots._studies import plot_collapse_diversity
     from ntkgan.studies.collapse import transition_point
 
     threshold = math.log(3) / 2

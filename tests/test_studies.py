@@ -421,3 +421,59 @@ def test_cli_reports_bad_inputs(tmp_path, capsys):
     assert "--lambdas" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["collapse", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path)])
+
+
+# --------------------------------------------------------------------------------------------------
+# resume: a killed study redoes only its unfinished tasks (issue 13)
+# --------------------------------------------------------------------------------------------------
+
+_RESUME_FILES = ("collapse_traces.csv", "collapse_final.csv", "collapse_summary.csv", "collapse_transitions.csv")
+
+
+def test_a_killed_collapse_study_resumes_to_the_same_files(tmp_path, monkeypatch):
+    from ntkgan.studies import collapse as collapse_module
+
+    kwargs = {"ratios": [0.0, 0.5], "settings": ["inf_ipm"], "seeds": 2, "steps": 20, "record_every": 5, "n": 12}
+    whole = collapse_study(tmp_path / "whole", **kwargs)
+    assert whole.resumed == 0 and len(list((tmp_path / "whole" / "tasks").glob("collapse-*.json"))) == 4
+
+    real_task, calls = collapse_module._collapse_task, []
+
+    def killed_at_the_third(task):
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_task(task)
+
+    monkeypatch.setattr(collapse_module, "_collapse_task", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        collapse_study(tmp_path / "cut", **kwargs)
+    assert len(list((tmp_path / "cut" / "tasks").glob("collapse-*.json"))) == 2
+    monkeypatch.setattr(collapse_module, "_collapse_task", real_task)
+
+    resumed = collapse_study(tmp_path / "cut", **kwargs)
+    assert resumed.resumed == 2
+    for a, b in zip(whole.runs, resumed.runs):
+        assert a["steps"].dtype == b["steps"].dtype and np.array_equal(a["steps"], b["steps"])
+        assert np.array_equal(a["diversity"], b["diversity"], equal_nan=True)
+    for name in _RESUME_FILES:
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
+    # other parameters are other tasks: nothing is read from the records of the first call
+    other = collapse_study(tmp_path / "cut", **dict(kwargs, steps=25))
+    assert other.resumed == 0
+
+
+def test_damping_study_resumes_from_its_records(tmp_path):
+    kwargs = {"lambdas": [0.0, 2.0], "seeds": 1, "steps": 20, "width": 8, "d_steps": 1, "d_lr": 0.1,
+              "arch": "relu", "sinkhorn_every": 10}
+    first = damping_study(tmp_path / "a", **kwargs)
+    records = sorted((tmp_path / "a" / "tasks").glob("damping-*.json"))
+    assert first.resumed == 0 and len(records) == 2
+    before = {n: (tmp_path / "a" / n).read_bytes() for n in ("damping_traces.csv", "damping_rates.csv")}
+    records[0].unlink()  # as if the study had been killed before that task finished
+    again = damping_study(tmp_path / "a", **kwargs)
+    assert again.resumed == 1
+    for name, data in before.items():
+        assert (tmp_path / "a" / name).read_bytes() == data, name
+    for a, b in zip(first.runs, again.runs):
+        assert np.array_equal(a["A"], b["A"]) and np.array_equal(a["mean_error"], b["mean_error"])

@@ -18,7 +18,15 @@ import scipy.special
 from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ntkgan.discriminator import LOSSES, Loss, _infinite, train_discriminator
+from ntkgan.discriminator import (
+    LOSSES,
+    Loss,
+    _infinite,
+    _ode_solvers,
+    _problem,
+    _spectral,
+    train_discriminator,
+)
 from scipy.integrate import solve_ivp
 from scipy.special import expit
 
@@ -157,10 +165,10 @@ def test_lambertw_picks_the_solver_by_size(monkeypatch):
 def test_lambertw_ratio_at_clipped_ritz_values():
     """Ritz values slightly below 0 are clipped: r = t/2 there; r is smooth and decreasing on [0, 60]."""
     t = 2.0
-    r = _infinite.lambertw_ratio(np.array([-1e-13, -1e-300, 0.0]), t)
+    r = _spectral.lambertw_ratio(np.array([-1e-13, -1e-300, 0.0]), t)
     assert np.array_equal(r, np.full(3, t / 2))
     lam = np.linspace(0.0, 60.0, 601)
-    r = _infinite.lambertw_ratio(lam, t)
+    r = _spectral.lambertw_ratio(lam, t)
     s = lam[1:] * t
     expected = (s + 1.0 - scipy.special.lambertw(np.exp(s + 1.0)).real) / lam[1:]
     assert_close(r[1:], expected, rtol=1e-12)
@@ -301,7 +309,7 @@ def test_dop853_on_a_linear_system_against_expm():
     aug[:12, :12] = -M * t
     aug[:12, 12] = c * t
     expected = scipy.linalg.expm(aug)[:12, 12]  # y(t) from y(0) = 0
-    y, info = _infinite._dop853(lambda v: -M @ v + c, np.zeros(12), t, 1e-11, 1e-13)
+    y, info = _ode_solvers._dop853(lambda v: -M @ v + c, np.zeros(12), t, 1e-11, 1e-13)
     assert_close(y, expected, rtol=1e-9, atol=1e-11)
     assert info["nfev"] == 2 + 12 * (info["steps"] + info["rejected"])
 
@@ -322,9 +330,9 @@ def test_curvature_bound(loss, bound):
     fake = np.array([[0.0], [1.0]])
     real = np.array([[1.0], [2.0], [3.0]])  # a shared point: a mixed mass
     loss = SOFT if loss == "soft" else LOSSES[loss]
-    prob = _infinite._Problem.from_samples(np.vstack([fake, real]), 2, RELU, "ntk", None, None).merged()
+    prob = _problem._Problem.from_samples(np.vstack([fake, real]), 2, RELU, "ntk", None, None).merged()
     assert prob.n == 4
-    assert abs(_infinite._curvature_bound(loss, prob) - bound) < 1e-6
+    assert abs(_problem._curvature_bound(loss, prob) - bound) < 1e-6
 
 
 def test_regression_dop853_unseen_fast_mode_error():

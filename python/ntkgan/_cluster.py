@@ -17,6 +17,8 @@ import os
 import re
 from collections.abc import Iterator
 
+from ntkgan._validation import check_int
+
 __all__ = [
     "CONNECT_TIMEOUT",
     "MALLOC_CONFIG_KEY",
@@ -137,8 +139,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None, *,
     """
     if scheduler is not None and workers is not None:
         raise ValueError("give either scheduler (an existing cluster) or workers (a local one), not both")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    workers = None if workers is None else check_int(workers, "workers")
     if scheduler is not None:
         scheduler = check_scheduler_address(scheduler)
     distributed = _import_distributed()

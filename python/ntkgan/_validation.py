@@ -1,18 +1,22 @@
-"""Input validation shared by the public API (modelled on scikit-learn's ``check_pairwise_arrays``).
+"""Input validation for the whole package: arrays, point clouds, scalars, choices (in the spirit of
+scikit-learn's ``utils/validation`` and ``_param_validation``).
 
 Public functions validate here, then call a private worker that trusts its input.  Every error is a
-``ValueError`` that names the argument and the value seen.
+``ValueError`` that names the argument and the value seen: ``steps must be an integer >= 0, got -1``,
+``eta must be > 0, got 0.0``, ``kind must be one of ('ntk', 'nngp'), got 'x'``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
-    "check_array", "check_pair", "check_vector", "check_kind", "check_real", "KINDS", "MIN_SCALE", "MAX_SCALE",
+    "KINDS", "MAX_SCALE", "MIN_SCALE", "check_array", "check_choice", "check_int", "check_kind", "check_pair",
+    "check_real", "check_reals", "check_vector", "parse_floats",
 ]
 
 KINDS = ("ntk", "nngp")
@@ -24,18 +28,79 @@ MIN_SCALE = 1e-100
 MAX_SCALE = 1e50
 
 
-def check_real(value, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    """A finite real scalar (not a bool) as float; ``positive``/``nonneg`` add ``> 0`` / ``>= 0``."""
+def check_int(value, name: str, minimum: int = 1, *, optional: bool = False) -> int | None:
+    """An integer ``>= minimum`` (Python or numpy; bools refused) as ``int``; ``None`` passes when
+    ``optional``.  ``ValueError``: ``"{name} must be an integer >= {minimum}[ or None], got {value!r}"``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        none = " or None" if optional else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{none}, got {value!r}")
+    return int(value)
+
+
+def check_real(
+    value,
+    name: str,
+    *,
+    positive: bool = False,
+    nonneg: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real scalar (not a bool) as float, optionally in an interval.
+
+    ``positive`` is ``low=0, low_open=True`` (``> 0``), ``nonneg`` is ``low=0`` (``>= 0``); ``low``/``high``
+    bound the value, excluded when ``low_open``/``high_open``.  Errors name the argument:
+    ``must be a real number``, ``must be finite``, or ``must be > 0 and < 1, got ...``.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
+    v = float(value)
+    if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if positive or nonneg:
+        low, low_open = 0.0, positive
+    too_low = low is not None and (v < low or (low_open and v == low))
+    too_high = high is not None and (v > high or (high_open and v == high))
+    if too_low or too_high:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{name} must be {' and '.join(c for c in (lo, hi) if c)}, got {v!r}")
+    return v
+
+
+def check_reals(values, name: str, **bounds) -> tuple[float, ...]:
+    """A non-empty sequence of distinct numbers, each checked by :func:`check_real` with ``bounds``, sorted
+    ascending."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
+    out = [check_real(v, f"{name}[{i}]", **bounds) for i, v in enumerate(values)]
+    if not out:
+        raise ValueError(f"{name} must hold at least one value, got {values!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat values, got {out}")
+    return tuple(sorted(out))
+
+
+def check_choice(value, name: str, choices):
+    """``value`` if it is one of ``choices``; ``ValueError``: ``"{name} must be one of {choices}, got ..."``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    """``"0,0.5,0.9"`` -> ``[0.0, 0.5, 0.9]``; ValueError naming ``name`` on a bad item."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{name} must be a comma-separated list of numbers, got {text!r}")
+    try:
+        return [float(t) for t in items]
+    except ValueError:
+        raise ValueError(f"{name} must be a comma-separated list of numbers, got {text!r}") from None
 
 
 def check_kind(kind) -> str:

@@ -33,11 +33,10 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ntkgan._validation import check_real
+from ntkgan._validation import check_int, check_real
 
 __all__ = [
     "ACTIVATIONS",
@@ -83,6 +82,16 @@ class Activation:
         """phi'(x) evaluated with numpy (used by finite-width networks)."""
         raise ValueError(f"activation {self!r} has no numpy implementation")
 
+    #: True when phi'' is identically 0 (piecewise linear): the gradient penalty's double backprop skips it
+    piecewise_linear: bool = False
+
+    def numpy_deriv2(self, x):
+        """phi''(x) evaluated with numpy (used by the gradient penalty's double backprop)."""
+        raise ValueError(
+            f"activation {self!r} has no second derivative, which the gradient penalty needs "
+            "(give the activation a numpy_deriv2(x) method, or use grad_penalty=0)"
+        )
+
 
 @dataclass(frozen=True)
 class ABRelu(Activation):
@@ -126,6 +135,14 @@ class ABRelu(Activation):
         import numpy as np
 
         return np.where(x > 0, self.b, self.a)
+
+    piecewise_linear = True
+
+    def numpy_deriv2(self, x):
+        """0: piecewise linear (the kink's Dirac mass is dropped, as autodiff does)."""
+        import numpy as np
+
+        return np.zeros_like(np.asarray(x, dtype=np.float64))
 
 
 def Relu() -> ABRelu:
@@ -189,6 +206,14 @@ class Erf(Activation):
 
         return self.a * self.b * 2.0 / math.sqrt(math.pi) * np.exp(-((self.b * x) ** 2))
 
+    def numpy_deriv2(self, x):
+        """:math:`-2 b^2 x\\,\\phi'(x) = -\\tfrac{4 a b^3}{\\sqrt\\pi}\\, x\\, e^{-b^2 x^2}`."""
+        import numpy as np
+
+        a, b = self.a, self.b
+        k = a * b * 2.0 / math.sqrt(math.pi)
+        return (-2.0 * b * b * k) * x * np.exp(-((b * x) ** 2))
+
 
 def Sigmoid() -> Erf:
     """The toolkit's ``sigmoid_like``: ``0.5 * erf(x / 2.4020563531719796) + 0.5``."""
@@ -230,6 +255,13 @@ class Rbf(Activation):
         k = math.sqrt(2.0 * self.gamma)
         return math.sqrt(2.0) * k * np.cos(k * x + math.pi / 4)
 
+    def numpy_deriv2(self, x):
+        """:math:`-k^2 \\phi(x)`, :math:`k = \\sqrt{2\\gamma}`."""
+        import numpy as np
+
+        k = math.sqrt(2.0 * self.gamma)
+        return (-math.sqrt(2.0) * k * k) * np.sin(k * x + math.pi / 4)
+
 
 @dataclass(frozen=True)
 class Gelu(Activation):
@@ -252,6 +284,12 @@ class Gelu(Activation):
         from scipy.special import ndtr
 
         return ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+    def numpy_deriv2(self, x):
+        """:math:`(2 - x^2)\\, e^{-x^2/2} / \\sqrt{2\\pi}`."""
+        import numpy as np
+
+        return (2.0 - x * x) * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -281,6 +319,13 @@ class Sin(Activation):
         import numpy as np
 
         return self.a * self.b * np.cos(self.b * x + self.c)
+
+    def numpy_deriv2(self, x):
+        """:math:`-a b^2 \\sin(b x + c)`."""
+        import numpy as np
+
+        a, b, c = self.a, self.b, self.c
+        return (-a * b * b) * np.sin(b * x + c)
 
 
 #: Registry of activation names accepted by :func:`parse_activation` and :class:`Mlp`.
@@ -372,9 +417,7 @@ class Mlp:
     width: int = 128
 
     def __post_init__(self):
-        if isinstance(self.depth, bool) or not isinstance(self.depth, numbers.Integral) or self.depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
-        object.__setattr__(self, "depth", int(self.depth))
+        object.__setattr__(self, "depth", check_int(self.depth, "depth"))
         object.__setattr__(self, "activation", parse_activation(self.activation))
         object.__setattr__(self, "w_std", check_real(self.w_std, "w_std", positive=True))
         object.__setattr__(self, "b_std", check_real(self.b_std, "b_std", nonneg=True))
@@ -382,9 +425,7 @@ class Mlp:
             raise ValueError(
                 f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"
             )
-        if isinstance(self.width, bool) or not isinstance(self.width, numbers.Integral) or self.width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
-        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "width", check_int(self.width, "width"))
 
     def rust_spec(self) -> dict:
         """The plain description passed to ``ntkgan._core`` (raises for JAX-only activations)."""

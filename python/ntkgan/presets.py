@@ -46,14 +46,17 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from ntkgan._validation import KINDS, check_int
+from ntkgan.arch import PARAMETERIZATIONS
+
 __all__ = [
     "ARCH_PRESETS",
     "COUPLINGS",
-    "Config",
     "DATA_PRESETS",
     "DISCRIMINATORS",
     "LOSS_PRESETS",
     "THETAS",
+    "Config",
     "make_config",
 ]
 
@@ -105,11 +108,9 @@ COUPLINGS = ("free", "generator", "kernel")
 THETAS = ("identity", "two_number", "ntk")
 TWO_NUMBER_FORMS = ("offdiag", "plus_ones")
 D_LOSSES = ("ipm", "lsgan", "vanilla", "hinge")
-KINDS = ("ntk", "nngp")
 F0S = ("zero", "random")
 OPTIMIZERS = ("sgd", "adam")
 LATENTS = ("gaussian", "sphere")
-PARAMETERIZATIONS = ("ntk", "standard")
 D_DTYPES = ("float64", "float32")
 
 
@@ -251,7 +252,7 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> Config:
         """Rebuild a config from :meth:`to_dict` output.
 
         Raises
@@ -269,7 +270,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
@@ -309,10 +310,6 @@ def _check_names(options: dict) -> None:
         raise ValueError(f"unknown option(s) {unknown}; known options: {', '.join(_FIELDS)}")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -325,12 +322,7 @@ def _validate(c: Config) -> None:
             raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
 
     def integer(name, lo, *, optional=False):
-        v = getattr(c, name)
-        if v is None and optional:
-            return
-        if not _is_int(v) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}{' or None' if optional else ''}, got {v!r}")
-        setattr(c, name, int(v))
+        setattr(c, name, check_int(getattr(c, name), name, lo, optional=optional))
 
     def real(name, *, positive=False, nonneg=False):
         v = getattr(c, name)

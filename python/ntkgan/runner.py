@@ -32,26 +32,24 @@ before the directory is created.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
-import numbers
-import os
 import re
 import shutil
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ntkgan._io import atomic_write_bytes, atomic_write_text, npz_bytes, write_csv
 from ntkgan._malloc import keep_freed_memory
 from ntkgan._paths import check_writable_dir
 from ntkgan._resume import config_digest, plan_resume, read_json, scan_checkpoints
+from ntkgan._validation import check_int
 
-__all__ = ["RunResult", "run", "add_cli", "default_out_dir", "load_checkpoint", "read_metrics"]
+__all__ = ["RunResult", "default_out_dir", "load_checkpoint", "read_metrics", "run"]
 
 COMPLETE = "COMPLETE"
 CHECKPOINT_DIR = "checkpoints"
@@ -105,39 +103,6 @@ class RunResult:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# atomic files
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _npz_bytes(arrays: dict) -> bytes:
-    """An ``.npz`` archive of ``arrays`` with fixed timestamps, so equal arrays give equal bytes."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key in sorted(arrays):
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asarray(arrays[key]), allow_pickle=False)
-            zf.writestr(info, member.getvalue())
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------------------
 # configuration
 
 
@@ -152,26 +117,20 @@ def default_out_dir(config) -> Path:
     return Path("runs") / name
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _runner_options(config, checkpoint_every, snapshot_every) -> dict:
     """Validate the step counts and fill in the defaults of the checkpoint and snapshot periods."""
-    steps = _check_int(config.steps, "steps", 0)
-    log_every = _check_int(config.log_every, "log_every", 1)
+    steps = check_int(config.steps, "steps", 0)
+    log_every = check_int(config.log_every, "log_every", 1)
     if checkpoint_every is None:
         checkpoint_every = getattr(config, "checkpoint_every", None)
     if checkpoint_every is None:
         checkpoint_every = max(1, steps // DEFAULT_CHECKPOINTS)
-    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 0)
     if snapshot_every is None:
         snapshot_every = getattr(config, "snapshot_every", None)
     if snapshot_every is None:
         snapshot_every = max(log_every, math.ceil(steps / DEFAULT_SNAPSHOTS / log_every) * log_every)
-    snapshot_every = _check_int(snapshot_every, "snapshot_every", 0)
+    snapshot_every = check_int(snapshot_every, "snapshot_every", 0)
     return {"steps": steps, "log_every": log_every, "checkpoint_every": checkpoint_every,
             "snapshot_every": snapshot_every}
 
@@ -183,7 +142,7 @@ def _load_dataset(config):
 
 
 def _metric_kernel(config):
-    """The discriminator's kernel for the ``mmd`` column: ``(Mlp, kind)``."""
+    """The discriminator's kernel for the ``mmd`` column: ``(Mlp, kind, backend)``."""
     return config.discriminator_arch(), config.d_kind, config.backend
 
 
@@ -225,22 +184,6 @@ def _measure_row(particles, dataset, kernel, gen_loss) -> dict:
     return row
 
 
-def _format(value) -> str:
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    value = float(value)
-    return "" if math.isnan(value) else repr(value)
-
-
-def _write_metrics(path: Path, columns, rows) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format(row.get(c, float("nan"))) for c in columns])
-    _atomic_write_text(path, buf.getvalue())
-
-
 def read_metrics(path) -> list[dict]:
     """Rows of a ``metrics.csv`` as dicts of floats (``step`` and ``modes_covered`` ints; empty cells NaN)."""
     rows = []
@@ -269,7 +212,7 @@ def _save_checkpoint(out_dir: Path, step: int, flow, wall_time: float, gen_loss,
     arrays["gen_loss"] = np.asarray(np.nan if gen_loss is None else gen_loss, dtype=np.float64)
     arrays["config_json"] = np.array(json.dumps(config.to_dict(), sort_keys=True))
     arrays["config_digest"] = np.array(config_digest(config.to_dict()))
-    _atomic_write_bytes(_checkpoint_path(out_dir, step), _npz_bytes(arrays))
+    atomic_write_bytes(_checkpoint_path(out_dir, step), npz_bytes(arrays))
 
 
 def _prune_interim(out_dir: Path, keep_step: int, every: int, final: int) -> None:
@@ -334,15 +277,15 @@ def _is_run_dir(path: Path) -> bool:
 
 def _write_status(out_dir: Path, options: dict, status: str, **extra) -> None:
     record = dict(options, status=status, **extra)
-    _atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _write_config(out_dir: Path, config) -> None:
     import yaml
 
     data = config.to_dict()
-    _atomic_write_text(out_dir / "config.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
-    _atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(data, sort_keys=True))
+    atomic_write_text(out_dir / "config.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(data, sort_keys=True))
 
 
 def _check_backend(name) -> None:
@@ -505,7 +448,7 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
             row = {"step": step, **_measure(np.asarray(flow.particles), dataset, kernel, gen_loss)}
             row["wall_time"] = time.perf_counter() - t0
             rows.append(row)
-            _write_metrics(out_dir / "metrics.csv", columns, rows)
+            write_csv(out_dir / "metrics.csv", columns, rows)
             bar.set_postfix(sinkhorn=f"{row['sinkhorn']:.4g}", refresh=False)
 
         first_frame = None  # frame 0 waits for the discriminator trained on the initial particles
@@ -537,14 +480,14 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
             log(steps)
         bar.close()
         particles = np.array(flow.particles, dtype=np.float64)
-        _atomic_write_bytes(out_dir / "particles.npz",
-                            _npz_bytes({"particles": particles, "step": np.asarray(steps, dtype=np.int64)}))
-        _write_metrics(out_dir / "metrics.csv", columns, rows)
+        atomic_write_bytes(out_dir / "particles.npz",
+                            npz_bytes({"particles": particles, "step": np.asarray(steps, dtype=np.int64)}))
+        write_csv(out_dir / "metrics.csv", columns, rows)
         _finish_pictures(out_dir, config, rows)
         wall = time.perf_counter() - t0
         _write_status(out_dir, options, "complete", resumed_from=resumed_from, wall_time=wall, config=started,
                       config_digest=config_digest(started))
-        _atomic_write_text(out_dir / COMPLETE, f"{steps}\n")
+        atomic_write_text(out_dir / COMPLETE, f"{steps}\n")
     except BaseException as exc:
         if bar is not None:
             bar.close()
@@ -558,141 +501,3 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         raise
     return RunResult(out_dir=out_dir, config=config, step=steps, particles=particles, metrics=rows,
                      wall_time=wall, resumed_from=resumed_from, notes=notes)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# command line
-
-
-def _parse_value(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-#: ``ntkgan run`` defaults of the preset options (None in the parser, so that a resume can tell given ones).
-RUN_DEFAULTS = {"loss": "inf_ipm", "arch": "relu", "data": "eight_gaussians"}
-
-
-def _set_overrides(items) -> dict:
-    overrides = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = _parse_value(value)
-    return overrides
-
-
-def config_from_args(args):
-    """The :class:`~ntkgan.presets.Config` of parsed ``ntkgan run`` arguments (presets, then options)."""
-    from ntkgan.presets import make_config
-
-    overrides = {}
-    for key in ("steps", "seed", "backend", "log_every", "checkpoint_every"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    overrides.update(_set_overrides(args.set))
-    names = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in RUN_DEFAULTS.items()}
-    return make_config(**names, **overrides)
-
-
-def _resume_config(args):
-    """The configuration of ``ntkgan run --resume DIR [options]``: the run's own, with ``--steps`` and
-    ``--checkpoint-every`` applied; any other option given must equal the run's (else one line naming
-    the keys)."""
-    from ntkgan._resume import describe_changes
-    from ntkgan.presets import Config
-
-    out = Path(args.resume)
-    if not (out / "config.json").is_file():
-        raise ValueError(f"resume: {str(out)!r} holds no run (no config.json)"
-                         if out.is_dir() else f"resume: {str(out)!r} is not a run directory")
-    saved = read_json(out / "config.json", "config file")
-    given = {k: getattr(args, k) for k in ("loss", "arch", "data", "seed", "backend", "log_every")
-             if getattr(args, k) is not None}
-    given.update(_set_overrides(args.set))
-    allowed = {"steps", "checkpoint_every"}
-    changes = {k: v for k, v in given.items() if k not in allowed and saved.get(k, "<unset>") != v}
-    if changes:
-        old = {k: saved.get(k, "<unset>") for k in changes}
-        raise ValueError(f"resume: {describe_changes(old, changes)}: a run's configuration is fixed when it "
-                         "starts; only --steps, --checkpoint-every, --snapshot-every and --quiet may change")
-    if args.out is not None and Path(args.out) != out:
-        raise ValueError(f"resume: --out {args.out!r} and --resume {args.resume!r} name different directories")
-    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every))
-               if v is not None}
-    updates.update({k: v for k, v in given.items() if k in allowed})
-    try:
-        return Config.from_dict(dict(saved, **updates))
-    except ValueError as exc:
-        raise ValueError(f"resume: {str(out / 'config.json')!r}: {exc}") from None
-
-
-def _run_cli(args) -> int:
-    try:
-        return _run_cli_checked(args)
-    except FloatingPointError as exc:  # a diverged flow: the run directory says "failed"
-        print(f"ntkgan run: the run failed: {exc} (try a smaller --set eta=...)", file=sys.stderr)
-        return 1
-
-
-def _run_cli_checked(args) -> int:
-    if args.resume is not None:
-        if args.overwrite:
-            raise ValueError("--resume continues a run, --overwrite replaces one: give one of them")
-        out = Path(args.resume)
-        result = run(_resume_config(args), out, resume=True, progress=not args.quiet,
-                     checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every,
-                     verbose=True)
-    else:
-        config = config_from_args(args)
-        out = Path(args.out) if args.out else default_out_dir(config)
-        result = run(config, out, progress=not args.quiet, snapshot_every=args.snapshot_every,
-                     overwrite=args.overwrite)
-    last = result.metrics[-1] if result.metrics else {}
-    sink = last.get("sinkhorn", float("nan"))
-    print(f"{result.out_dir}: {result.step} steps in {result.wall_time:.1f} s, final Sinkhorn {sink:.6g}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan run`` on an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "run",
-        help="train: move particles toward a target under an (infinite-width) discriminator",
-        description=(
-            "Run one experiment and write its run directory: config.json/yaml, metrics.csv, checkpoints, "
-            "PNG snapshots in img/, animation.gif and metrics.png, then a COMPLETE marker. Presets name the "
-            "loss, architecture and data; explicit options override them."
-        ),
-    )
-    p.add_argument("--loss", default=None, help=f"loss preset (default: {RUN_DEFAULTS['loss']})")
-    p.add_argument("--arch", default=None, help=f"architecture preset (default: {RUN_DEFAULTS['arch']})")
-    p.add_argument("--data", default=None,
-                   help=f"data preset or dataset name, e.g. image:PATH (default: {RUN_DEFAULTS['data']})")
-    p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's, 50000)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
-    p.add_argument("--backend", default=None, help="kernel backend: rust or jax (default: rust)")
-    p.add_argument("--out", default=None, help="run directory (default: runs/<loss>-<arch>-<data>-seed<S>)")
-    p.add_argument("--log-every", dest="log_every", type=int, default=None,
-                   help="steps between metric rows (default: the preset's, 100)")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
-                   help="steps between checkpoints (default: the preset's, 1000; also one after every minute "
-                        "of work and one at the end)")
-    p.add_argument("--snapshot-every", dest="snapshot_every", type=int, default=None,
-                   help="steps between PNG snapshots (default: at most 40 per run, on metric rows: 21 for "
-                        "2000 steps logged every 100; 0 = none)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
-    p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its newest checkpoint; its configuration is fixed: only "
-                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every and --quiet "
-                        "may change, any other option given must equal the run's")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_cli)

@@ -8,9 +8,10 @@ inherited rayon pool has no threads in the child and would deadlock).
 from __future__ import annotations
 
 import contextlib
-import numbers
 import os
-from typing import Iterator
+from collections.abc import Iterator
+
+from ntkgan._validation import check_int
 
 __all__ = ["blas_single_thread", "get_num_threads", "set_num_threads"]
 
@@ -25,9 +26,7 @@ def _core():
 
 def set_num_threads(n: int) -> None:
     """Use ``n >= 1`` threads in the Rust backend from now on."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    _core().set_num_threads(int(n))
+    _core().set_num_threads(check_int(n, "n"))
 
 
 def get_num_threads() -> int:

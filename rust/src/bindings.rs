@@ -1,5 +1,6 @@
 //! The Python module `ntkgan._core`: numpy arrays in and out, the GIL released around the work,
-//! `NtkError` mapped to `ValueError`, and a Rust panic turned into a `RuntimeError` (never an abort).
+//! `NtkError` mapped to `ValueError` (`NonFinite` to `FloatingPointError`), and a Rust panic turned into a
+//! `RuntimeError` (never an abort).
 //! Validation of user input happens in Python (`ntkgan/_validation.py`); this layer re-checks shapes.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,4 +1,5 @@
-//! Errors of the pure-Rust core (no PyO3 here); `bindings.rs` maps each variant to a Python exception.
+//! Errors of the pure-Rust core (no PyO3 here); `bindings.rs` maps `NonFinite` to `FloatingPointError` and the
+//! other variants to `ValueError`.
 
 use std::fmt;
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from ntkgan.datasets._base import Dataset
 from ntkgan.datasets._images import ab, density, image_pair, two_clouds_2d

@@ -134,8 +134,6 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
         Naming the argument: unknown loss, method, dynamics or f0; ``t < 0``; ``lr <= 0``;
         ``grad_penalty < 0``, or ``> 0`` at infinite width; empty or
         non-2-D sample sets, mismatched dimensions, NaN or inf; a bad width.
-    NotImplementedError
-        For a finite width when the finite-width trainer is not installed.
 
     Notes
     -----
@@ -184,14 +182,8 @@ def train_discriminator(fake, real, *, loss, arch: Mlp, t: float, width: int | N
     if width is not None:
         if kind != "ntk":
             raise ValueError(f"kind must be 'ntk' for a finite width, got {kind!r}")
-        try:
-            from ntkgan.discriminator._finite import train_finite
-        except ImportError as exc:  # only the trainer's own module missing; other import errors propagate
-            if getattr(exc, "name", None) != "ntkgan.discriminator._finite":
-                raise
-            raise NotImplementedError(
-                f"finite-width discriminators are not available yet (width={width!r}): {exc}"
-            ) from None
+        from ntkgan.discriminator._finite import train_finite
+
         return train_finite(fake, real, loss=loss, arch=arch, t=t, width=int(width), lr=lr, seed=int(seed), f0=f0,
                             grad_penalty=grad_penalty)
 

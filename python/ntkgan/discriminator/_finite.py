@@ -70,11 +70,14 @@ import numpy as np
 from scipy.linalg import blas
 
 from ntkgan import finite as _F
-from ntkgan._validation import check_array
+from ntkgan._validation import check_array, check_int
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._finite_engine import RustEngine, pick_engine
 from ntkgan.discriminator._losses import LOSSES, Loss, get_loss
+from ntkgan.finite._checks import _check_arch, _check_params
+from ntkgan.finite._passes import _deltas, _forward, _scales
+from ntkgan.finite._penalty import _penalised_factors, _second_deriv_fn
 
 __all__ = ["FiniteDiscriminator", "train_finite"]
 
@@ -95,9 +98,7 @@ def _check_lr(lr) -> float:
 
 
 def _check_steps(n_steps) -> int:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
-        raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
-    return int(n_steps)
+    return check_int(n_steps, "n_steps", 0)
 
 
 def _check_grad_penalty(grad_penalty) -> float:
@@ -175,14 +176,14 @@ def _gd_step(arch: Mlp, params, loss: Loss, z: np.ndarray, n_fake: int, lr: floa
     :math:`W_l \mathrel{-}= \eta c_l (h_l^\top D_l + u_l^\top \delta_l)`.
     """
     halves, signs = _halves(params)
-    caches = [_F._forward(arch, p, z) for p in halves]
+    caches = [_forward(arch, p, z) for p in halves]
     f = sum(s * out[:, 0] for s, (out, _, _) in zip(signs, caches))
     ct = _loss_cotangent(loss, f, n_fake)
     if grad_penalty > 0.0:
         weights = np.full(z.shape[0], grad_penalty / z.shape[0])
-        _, factors = _F._penalised_factors(arch, halves, signs, caches, weights, ct)
+        _, factors = _penalised_factors(arch, halves, signs, caches, weights, ct)
         for p, (hs, D, us, deltas) in zip(halves, factors):
-            for (W, b), h, dl, u, de, (c, beta) in zip(p, hs, D, us, deltas, _F._scales(arch, p)):
+            for (W, b), h, dl, u, de, (c, beta) in zip(p, hs, D, us, deltas, _scales(arch, p)):
                 _rank_update(W, h, dl, -lr * c)
                 _rank_update(W, u, de, -lr * c)
                 if beta != 0.0:
@@ -190,8 +191,8 @@ def _gd_step(arch: Mlp, params, loss: Loss, z: np.ndarray, n_fake: int, lr: floa
         return f
     updates = []
     for p, s, (_, hs, zs) in zip(halves, signs, caches):
-        deltas, _ = _F._deltas(arch, p, zs, (s * ct)[:, None])
-        updates.append((p, hs, deltas, _F._scales(arch, p)))
+        deltas, _ = _deltas(arch, p, zs, (s * ct)[:, None])
+        updates.append((p, hs, deltas, _scales(arch, p)))
     for p, hs, deltas, scales in updates:
         for (W, b), h, delta, (c, beta) in zip(p, hs, deltas, scales):
             _rank_update(W, h, delta, -lr * c)
@@ -273,9 +274,9 @@ class FiniteDiscriminator(Discriminator):
     def __init__(self, arch: Mlp, params, *, loss, copy: bool = True, dtype: str = "float64",
                  engine: str = "auto", workspace_of: FiniteDiscriminator | None = None):
         loss = get_loss(loss)
-        arch = _F._check_arch(arch)
+        arch = _check_arch(arch)
         dtype = _check_dtype(dtype)
-        params, d_in, out_dim = _F._check_params(arch, params)
+        params, d_in, out_dim = _check_params(arch, params)
         if out_dim != 1:
             raise ValueError(f"params must have one output (a discriminator), got out_dim={out_dim}")
         super().__init__(loss=loss, dim=d_in)
@@ -345,7 +346,7 @@ class FiniteDiscriminator(Discriminator):
 
     @params.setter
     def params(self, value) -> None:
-        value, d_in, out_dim = _F._check_params(self.arch, value)
+        value, d_in, out_dim = _check_params(self.arch, value)
         if (d_in, out_dim) != (self.dim, 1) or isinstance(value, _F.AntisymmetricParams) != self.antisymmetric:
             raise ValueError("new params must have the structure and shapes of the current ones")
         if self._engine is None:
@@ -494,7 +495,7 @@ class FiniteDiscriminator(Discriminator):
         lr = _check_lr(lr)
         grad_penalty = _check_grad_penalty(grad_penalty)
         if grad_penalty > 0.0:
-            _F._second_deriv_fn(self.arch.activation)
+            _second_deriv_fn(self.arch.activation)
         if self._engine is None:
             for _ in range(n_steps):
                 _gd_step(self.arch, self.params, self.loss, z, n_fake, lr, grad_penalty)
@@ -562,8 +563,7 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
         raise ValueError(f"arch must be an ntkgan.Mlp, got {type(arch).__name__}")
     if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0:
         raise ValueError(f"t must be a finite real number >= 0, got {t!r}")
-    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
-        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    width = check_int(width, "width")
     lr = _check_lr(lr)
     grad_penalty = _check_grad_penalty(grad_penalty)
     fake = check_array(fake, "fake")

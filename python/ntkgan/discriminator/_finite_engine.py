@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ntkgan import finite as _F
 from ntkgan.arch import ABRelu, Erf, Gelu, Mlp, Rbf, Sin
+from ntkgan.finite._passes import _scales
 
 __all__ = ["DTYPES", "ENGINES", "RustEngine", "finite_spec", "pick_engine"]
 
@@ -105,7 +105,7 @@ class RustEngine:
         self.dtype = np.dtype(dtype)
         first = halves[0]
         dims = [first[0][0].shape[0]] + [W.shape[1] for W, _ in first]
-        scales = [(float(c), float(beta)) for c, beta in _F._scales(arch, first)]
+        scales = [(float(c), float(beta)) for c, beta in _scales(arch, first)]
         self.layout = (name, tuple(act_params), tuple(dims), tuple(scales), tuple(float(s) for s in signs),
                        self.dtype.name)
         if share_core_of is not None and share_core_of.layout == self.layout:

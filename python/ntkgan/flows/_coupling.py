@@ -18,11 +18,10 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ntkgan._validation import check_array
+from ntkgan._validation import check_array, check_int
 from ntkgan.arch import Mlp
 
 __all__ = ["generator_ntk", "latent_codes", "two_number_coefficients", "two_number_fit", "two_number_step"]
@@ -53,9 +52,7 @@ def latent_codes(n: int, dim: int, kind: str = "gaussian", *, rng: np.random.Gen
     ValueError
         Bad ``n``, ``dim``, ``kind`` or ``rng``.
     """
-    for name, v in (("n", n), ("dim", dim)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    n, dim = check_int(n, "n"), check_int(dim, "dim")
     if kind not in LATENTS:
         raise ValueError(f"kind must be one of {LATENTS}, got {kind!r}")
     if not isinstance(rng, np.random.Generator):

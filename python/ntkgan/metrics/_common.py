@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 
 from ntkgan._validation import check_array, check_vector
 
-__all__ = ["check_clouds", "check_weights", "check_positive", "pairwise_distances", "pairwise_sqdist"]
+__all__ = ["check_clouds", "check_positive", "check_weights", "pairwise_distances", "pairwise_sqdist"]
 
 
 def check_clouds(x, y, *, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:

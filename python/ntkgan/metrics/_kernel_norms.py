@@ -24,7 +24,7 @@ from ntkgan.metrics._common import (
     pairwise_sqdist,
 )
 
-__all__ = ["energy_distance", "mmd2", "NAMED_KERNELS"]
+__all__ = ["NAMED_KERNELS", "energy_distance", "mmd2"]
 
 #: The kernels :func:`mmd2` knows by name, with their formula (``s`` is ``blur``).
 NAMED_KERNELS = {

@@ -11,16 +11,17 @@ import numbers
 
 import numpy as np
 
+from ntkgan._validation import check_int
 from ntkgan.metrics._common import check_clouds, pairwise_sqdist
 
 __all__ = [
     "METRICS",
-    "nearest_mode",
+    "diversity",
+    "mean_abs_cosine",
+    "mean_nearest_distance",
     "mode_counts",
     "modes_covered",
-    "diversity",
-    "mean_nearest_distance",
-    "mean_abs_cosine",
+    "nearest_mode",
 ]
 
 #: Distances for assigning samples to modes: ``|x - c|`` and ``1 - <x, c> / (|x| |c|)``.
@@ -101,8 +102,7 @@ def modes_covered(x, centres, *, min_count: int = 1, metric: str = "euclidean") 
     ValueError
         As :func:`nearest_mode`, or if ``min_count`` is not an integer >= 1.
     """
-    if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    check_int(min_count, "min_count")
     x, c = _check(x, centres, metric)
     return int((_counts(x, c, metric) >= min_count).sum())
 

@@ -7,6 +7,12 @@
   a run has the same layout and one :class:`SnapshotScale` (:func:`snapshot_scale`,
   :func:`read_snapshot_scale`).
 - :func:`plot_metrics` — a run's metrics.csv against steps (which way is better on every panel).
+- :func:`plot_vector_field` — the force :math:`-\\nabla c_f` on a lone point (``ntkgan vector-field``).
+- ``_studies`` (the collapse and damping studies' figures) and ``_sweep`` (a sweep's grouped bars) draw
+  what those commands computed.
+
+Models compute, this package draws: it imports no computation module (from the studies only the leaf
+``studies._transition``, which words the collapse study's transition point).
 
 matplotlib is imported when this package is; ``import ntkgan`` does not import it.
 """
@@ -23,6 +29,7 @@ from ntkgan.plots._snapshots import (
     read_snapshot_scale,
     snapshot_scale,
 )
+from ntkgan.plots._vector_field import plot_vector_field
 
 __all__ = [
     "SnapshotScale",
@@ -31,6 +38,7 @@ __all__ = [
     "plot_bounds",
     "plot_metrics",
     "plot_snapshot",
+    "plot_vector_field",
     "read_snapshot_scale",
     "snapshot_scale",
 ]

@@ -13,13 +13,13 @@ Legends sit outside the data, and a legend says when two drawn curves coincide.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+
+from ntkgan._io import atomic_target
 
 __all__ = ["plot_adequation"]
 
@@ -161,7 +161,7 @@ def _plot_2d(fig: Figure, result) -> None:
 
 
 def plot_adequation(result, path=None, *, dpi: int = 150) -> Figure:
-    r"""Draw the adequation figure of an :class:`~ntkgan._adequation.AdequationResult`.
+    r"""Draw the adequation figure of an :class:`~ntkgan.studies.adequation.AdequationResult`.
 
     Parameters
     ----------
@@ -195,5 +195,6 @@ def plot_adequation(result, path=None, *, dpi: int = 150) -> Figure:
     FigureCanvasAgg(fig)
     (_plot_1d if d == 1 else _plot_2d)(fig, result)
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=dpi)
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
     return fig

@@ -42,6 +42,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from ntkgan._io import atomic_target
+
 __all__ = ["SnapshotScale", "animate_snapshots", "plot_bounds", "plot_snapshot", "read_snapshot_scale",
            "snapshot_scale"]
 
@@ -295,15 +297,9 @@ def plot_bounds(*clouds, margin: float = 0.15) -> np.ndarray:
 
 def _save(fig: Figure, path, dpi: int = DPI, metadata: dict | None = None) -> None:
     """Render ``fig`` to ``path`` through a temporary file and an atomic rename (``metadata``: PNG text)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
     FigureCanvasAgg(fig)
-    try:
+    with atomic_target(path) as tmp:
         fig.savefig(tmp, dpi=dpi, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _scale_label(cost_label: str, scale: SnapshotScale | None) -> str:
@@ -563,21 +559,14 @@ def animate_snapshots(pngs, path, *, fps: float = 5.0) -> None:
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     image = ax.imshow(first)
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}.gif"
     writer = PillowWriter(fps=fps)
-    try:
-        with writer.saving(fig, tmp, dpi=DPI):
-            for frame in pngs:
-                data = imread(frame)
-                if data.shape[:2] != (h, w):  # a frame of another size: pad or crop to the first one's
-                    canvas = np.ones((h, w, data.shape[2]), dtype=data.dtype)
-                    hh, ww = min(h, data.shape[0]), min(w, data.shape[1])
-                    canvas[:hh, :ww] = data[:hh, :ww]
-                    data = canvas
-                image.set_data(data)
-                writer.grab_frame()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_target(path) as tmp, writer.saving(fig, tmp, dpi=DPI):
+        for frame in pngs:
+            data = imread(frame)
+            if data.shape[:2] != (h, w):  # a frame of another size: pad or crop to the first one's
+                canvas = np.ones((h, w, data.shape[2]), dtype=data.dtype)
+                hh, ww = min(h, data.shape[0]), min(w, data.shape[1])
+                canvas[:hh, :ww] = data[:hh, :ww]
+                data = canvas
+            image.set_data(data)
+            writer.grab_frame()

@@ -1,4 +1,13 @@
-r"""Studies of Durr et al.'s effective GAN dynamics: ``ntkgan collapse`` and ``ntkgan damping``.
+r"""The experiments wing: every study beyond a single run, each a module on one skeleton
+(:mod:`ntkgan.studies._common`: tasks, a task map serial or on Dask with a record per finished task so a
+killed study resumes, a result, its outputs; figures in :mod:`ntkgan.plots`, commands in :mod:`ntkgan.cli`).
+
+- :func:`~ntkgan.studies.adequation.adequation` (:mod:`ntkgan.studies.adequation`, ``ntkgan adequation``):
+  finite-width discriminators against the infinite-width one (the paper's Fig. 1).
+- :func:`~ntkgan.studies.vector_field.vector_field` (``ntkgan vector-field``): the force on a lone point
+  (the paper's Figs. 6-7).
+
+Studies of Durr et al.'s effective GAN dynamics (``ntkgan collapse`` and ``ntkgan damping``):
 
 - :func:`collapse_study` (:mod:`ntkgan.studies.collapse`): kernel-coupled particles on a Gaussian mixture,
   swept over the coupling :math:`g_2/g_1`, for several discriminator settings; the diversity order
@@ -9,7 +18,7 @@ r"""Studies of Durr et al.'s effective GAN dynamics: ``ntkgan collapse`` and ``n
 
 Both run one task per setting and seed, serially or on a Dask cluster (``workers=K`` for a local one,
 ``scheduler=ADDRESS`` for an existing one), each task single-threaded, so the numbers do not depend on where
-they ran.  :func:`add_cli` registers both subcommands.
+they ran.  Their commands are in :mod:`ntkgan.cli._studies`.
 
 References
 ----------
@@ -32,7 +41,6 @@ from ntkgan.studies.damping import (
 __all__ = [
     "CollapseResult",
     "DampingResult",
-    "add_cli",
     "collapse_study",
     "continuous_roots",
     "damping_study",
@@ -41,11 +49,3 @@ __all__ = [
     "linear_model_rate",
     "transition_point",
 ]
-
-
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan collapse`` and ``ntkgan damping`` on an ``argparse`` subparsers object."""
-    from ntkgan.studies import collapse, damping
-
-    collapse.add_cli(subparsers)
-    damping.add_cli(subparsers)

@@ -1,77 +1,30 @@
-"""Pieces shared by the studies: argument checks, the task map (serial or Dask), atomic CSV/text files."""
+"""The skeleton every study follows, and its pieces.
+
+A study validates its arguments (:mod:`ntkgan._validation`, :func:`check_out`, :func:`cluster_args`), builds
+a list of tasks (plain dicts: one run each), maps a module-level function over them serially or on Dask
+with a record per finished task (:func:`run_tasks`: a killed study resumes where it stopped), reduces the
+results to its result object, and writes its outputs (:class:`Outputs`: CSV, markdown, JSON, figures drawn
+by :mod:`ntkgan.plots`).  Its command lives in :mod:`ntkgan.cli`.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import numbers
+import hashlib
+import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "check_count",
-    "check_out",
-    "check_real",
-    "check_reals",
-    "cluster_args",
-    "format_value",
-    "map_tasks",
-    "parse_floats",
-    "write_csv",
-    "write_text",
-]
+from ntkgan._io import atomic_write_text, write_csv, write_json
+from ntkgan._validation import check_int
+
+__all__ = ["TASKS_DIR", "Outputs", "check_out", "cluster_args", "map_tasks", "run_tasks", "task_key"]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # validation
-
-
-def check_count(value, name: str, minimum: int = 1) -> int:
-    """An integer ``>= minimum`` (bools refused); ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_real(
-    value,
-    name: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """A finite real number in the given interval; ValueError naming ``name``."""
-    bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-    if not bad:
-        v = float(value)
-        if low is not None and (v < low or (low_open and v == low)):
-            bad = True
-        if high is not None and (v > high or (high_open and v == high)):
-            bad = True
-    if bad:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-        cond = " and ".join(c for c in (lo, hi) if c)
-        raise ValueError(f"{name} must be a finite real number{' ' + cond if cond else ''}, got {value!r}")
-    return float(value)
-
-
-def check_reals(values, name: str, **bounds) -> tuple[float, ...]:
-    """A non-empty sequence of distinct numbers, each checked by :func:`check_real`, sorted ascending."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
-    out = [check_real(v, f"{name}[{i}]", **bounds) for i, v in enumerate(values)]
-    if not out:
-        raise ValueError(f"{name} must hold at least one value, got {values!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name} must not repeat values, got {out}")
-    return tuple(sorted(out))
 
 
 def check_out(out) -> Path:
@@ -90,23 +43,12 @@ def cluster_args(workers, scheduler) -> tuple[int | None, str | None]:
             "give either workers (a local Dask cluster) or scheduler (an existing one), not both"
         )
     if workers is not None:
-        workers = check_count(workers, "workers")
+        workers = check_int(workers, "workers")
     if scheduler is not None:
         from ntkgan._cluster import check_scheduler_address
 
         scheduler = check_scheduler_address(scheduler)
     return workers, scheduler
-
-
-def parse_floats(text: str, name: str) -> list[float]:
-    """``"0,0.5,0.9"`` -> ``[0.0, 0.5, 0.9]``; ValueError naming ``name`` on a bad item."""
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise ValueError(f"{name} must be a comma-separated list of numbers, got {text!r}")
-    try:
-        return [float(t) for t in items]
-    except ValueError:
-        raise ValueError(f"{name} must be a comma-separated list of numbers, got {text!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -128,6 +70,7 @@ def map_tasks(
     scheduler: str | None = None,
     progress: bool = False,
     desc: str = "tasks",
+    on_result: Callable | None = None,
 ) -> list:
     """``[fn(t) for t in tasks]``, each call with one Rust and one BLAS thread, in this process or on Dask.
 
@@ -135,73 +78,145 @@ def map_tasks(
     ``LocalCluster`` of ``workers`` single-threaded processes, or on the cluster at ``scheduler``
     (:func:`ntkgan._cluster.open_client`).  ``fn`` must be a module-level function and each task plain
     data, so both pickle.  The results come back in the order of ``tasks``, and are the same numbers
-    in every mode (each task seeds itself and runs single-threaded).
+    in every mode (each task seeds itself and runs single-threaded).  ``on_result(i, result)`` is called
+    here, in this process, as each task finishes (in any order on Dask).
     """
     bar = None
-    if progress:
+    if progress and tasks:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(tasks), desc=desc, leave=False)
+    out = [None] * len(tasks)
+
+    def done(i, result):
+        out[i] = result
+        if on_result is not None:
+            on_result(i, result)
+        if bar is not None:
+            bar.update(1)
+
     try:
-        if workers is None and scheduler is None:
-            out = []
-            for task in tasks:
-                out.append(_single_threaded_call(fn, task))
-                if bar is not None:
-                    bar.update(1)
+        if not tasks:
             return out
+        if workers is None and scheduler is None:
+            for i, task in enumerate(tasks):
+                done(i, _single_threaded_call(fn, task))
+            return out
+        from distributed import as_completed
+
         from ntkgan._cluster import open_client
 
         with open_client(scheduler, workers) as client:
             futures = client.map(_single_threaded_call, [fn] * len(tasks), tasks, pure=False)
-            if bar is not None:
-                from distributed import as_completed
-
-                for _ in as_completed(futures):
-                    bar.update(1)
-            return client.gather(futures)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for future in as_completed(futures):
+                done(index[future.key], future.result())
+        return out
     finally:
         if bar is not None:
             bar.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
-# files
+# the skeleton: tasks with records (a killed study resumes), then the outputs
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name and rename it, so readers see whole files only."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+#: the folder of a study's task records, inside its output directory
+TASKS_DIR = "tasks"
+
+
+def task_key(study: str, task: dict) -> str:
+    """``<study>-<16 hex digits>``: the SHA-256 of the task's canonical JSON, so a task's record is found again
+    exactly when every parameter of the task is the same."""
+    text = json.dumps(task, sort_keys=True, separators=(",", ":"), default=repr)
+    return f"{study}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _encode(value):
+    """JSON-ready: arrays as ``{"__ndarray__": [...], "dtype": ..., "shape": [...]}`` (floats by repr: exact)."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.ravel().tolist(), "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.array(value["__ndarray__"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _read_record(path: Path, task: dict):
+    """The result stored at ``path`` for exactly ``task``, or None (missing, unreadable, another task)."""
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or _decode(data.get("task")) != _decode(_encode(task)):
+        return None
+    return _decode(data.get("result"))
 
 
-def format_value(value) -> str:
-    """CSV cell: ints as is, floats by ``repr`` (round-trips exactly), NaN/None empty, others ``str``."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (numbers.Integral, np.integer)):
-        return str(int(value))
-    if isinstance(value, (numbers.Real, np.floating)):
-        v = float(value)
-        return "" if math.isnan(v) else repr(v)
-    return str(value)
+def run_tasks(fn: Callable, tasks: list, out_dir: Path, *, study: str, workers=None, scheduler=None,
+              progress: bool = False) -> tuple[list, int]:
+    """The results of ``fn`` over ``tasks`` (:func:`map_tasks`), kept on disk so that a killed study resumes.
+
+    Each finished task's result is written (atomically) to ``out_dir/tasks/<task_key>.json`` as soon as it
+    comes back; a task whose record is already there, for exactly the same task, is read instead of run.
+    Running a killed study again with the same arguments therefore redoes only the unfinished tasks, and
+    gives the same numbers (floats are stored by ``repr``, arrays with their dtype).  Returns the results
+    in the order of ``tasks`` and how many were read from records.
+    """
+    records = Path(out_dir) / TASKS_DIR
+    paths = [records / f"{task_key(study, t)}.json" for t in tasks]
+    runs = [_read_record(p, t) for p, t in zip(paths, tasks)]
+    todo = [i for i, r in enumerate(runs) if r is None]
+
+    def save(j, result):
+        i = todo[j]
+        runs[i] = result
+        write_json(paths[i], {"task": _encode(tasks[i]), "result": _encode(result)})
+
+    map_tasks(fn, [tasks[i] for i in todo], workers=workers, scheduler=scheduler, progress=progress, desc=study,
+              on_result=save)
+    return runs, len(tasks) - len(todo)
 
 
-def write_csv(path: Path, columns: Sequence[str], rows) -> None:
-    """A CSV file with a header ``columns`` and one line per row (a dict or a sequence), atomically."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        values = [row.get(c) for c in columns] if isinstance(row, dict) else row
-        writer.writerow([format_value(v) for v in values])
-    write_text(path, buf.getvalue())
+class Outputs:
+    """The files a study writes into its output directory, each atomically, remembered by name::
+
+        files = Outputs(out_dir)
+        files.csv("x_summary.csv", COLUMNS, rows)
+        files.text("x_summary.md", markdown)
+        files.json("x_study.json", params)
+        plot(files.path("x.png"), ...)
+        return files.written      # {name: path}
+    """
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.written: dict = {}
+
+    def path(self, name: str) -> Path:
+        self.written[name] = self.out_dir / name
+        return self.written[name]
+
+    def csv(self, name: str, columns, rows) -> None:
+        write_csv(self.path(name), columns, rows)
+
+    def text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path(name), text)
+
+    def json(self, name: str, data, *, sort_keys: bool = True) -> None:
+        write_json(self.path(name), data, sort_keys=sort_keys)

@@ -61,7 +61,6 @@ References
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -69,24 +68,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgan.studies._common import (
-    check_count,
-    check_out,
-    check_real,
-    check_reals,
-    cluster_args,
-    map_tasks,
-    parse_floats,
-    write_csv,
-    write_text,
-)
+from ntkgan._validation import check_int, check_real, check_reals
+from ntkgan.studies._common import Outputs, check_out, cluster_args, run_tasks
+from ntkgan.studies._transition import transition_point
+from ntkgan.studies._transition import transition_text as _transition_text
 
 __all__ = [
     "DEFAULT_RATIOS",
     "RESERVED",
     "SETTINGS",
     "CollapseResult",
-    "add_cli",
     "collapse_study",
     "transition_point",
 ]
@@ -149,6 +140,8 @@ class CollapseResult:
         Seconds.
     files : dict
         name -> path of every file written.
+    resumed : int
+        Tasks read from the records of an earlier, interrupted call (``out/tasks/``) instead of run.
     """
 
     out_dir: Path
@@ -159,66 +152,7 @@ class CollapseResult:
     threshold: float
     wall_time: float
     files: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the transition point
-
-
-def transition_point(ratios, diversity, threshold: float) -> float:
-    r"""Smallest ratio at which ``diversity`` exceeds ``threshold``, linearly interpolated.
-
-    With the ratios sorted, let :math:`i` be the first index with :math:`D_i > \text{threshold}`
-    (non-finite :math:`D_i` are skipped).  The result is
-    :math:`r_{i-1} + (\text{threshold} - D_{i-1})\,(r_i - r_{i-1}) / (D_i - D_{i-1})`.  It is NaN,
-    "no transition in range", when no value exceeds the threshold, and also when already
-    :math:`D_0 > \text{threshold}`: the transition, if any, lies at or below the grid, not at :math:`r_0`
-    (:func:`_transition_text` says which).
-
-    Parameters
-    ----------
-    ratios : array-like of shape (n,)
-        Coupling ratios (any order).
-    diversity : array-like of shape (n,)
-        The order parameter at each ratio (e.g. the mean over seeds).
-    threshold : float
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Shapes that differ or are empty, non-finite ratios or threshold.
-
-    Examples
-    --------
-    >>> transition_point([0.0, 0.5, 1.0], [0.1, 0.3, 0.9], 0.6)
-    0.75
-    """
-    r = np.asarray(ratios, dtype=np.float64)
-    d = np.asarray(diversity, dtype=np.float64)
-    if r.ndim != 1 or r.shape != d.shape or r.size == 0:
-        raise ValueError(
-            f"ratios and diversity must be 1-D of the same non-zero length, got shapes "
-            f"{r.shape} and {d.shape}"
-        )
-    if not np.isfinite(r).all():
-        raise ValueError("ratios must be finite")
-    threshold = check_real(threshold, "threshold")
-    order = np.argsort(r, kind="stable")
-    r, d = r[order], d[order]
-    ok = np.isfinite(d)
-    r, d = r[ok], d[ok]
-    above = np.nonzero(d > threshold)[0]
-    if above.size == 0:
-        return float("nan")
-    i = int(above[0])
-    if i == 0:  # above already at the smallest ratio: no crossing inside the grid
-        return float("nan")
-    r0, r1, d0, d1 = r[i - 1], r[i], d[i - 1], d[i]
-    return float(r0 + (threshold - d0) * (r1 - r0) / (d1 - d0))
+    resumed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,15 +356,15 @@ def collapse_study(
     names = [s[0] for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"settings must not repeat names, got {names}")
-    seeds = check_count(seeds, "seeds")
-    steps = check_count(steps, "steps")
-    k = check_count(k, "k", 2)
-    n = check_count(n, "n", 2)
+    seeds = check_int(seeds, "seeds")
+    steps = check_int(steps, "steps")
+    k = check_int(k, "k", 2)
+    n = check_int(n, "n", 2)
     eta = check_real(eta, "eta", low=0.0, low_open=True)
     radius = check_real(radius, "radius", low=0.0, low_open=True)
     mode_std = check_real(mode_std, "mode_std", low=0.0, low_open=True)
     source_std = check_real(source_std, "source_std", low=0.0, low_open=True)
-    record_every = check_count(record_every, "record_every")
+    record_every = check_int(record_every, "record_every")
     final_window = check_real(final_window, "final_window", low=0.0, high=1.0, low_open=True)
     workers, scheduler = cluster_args(workers, scheduler)
     out_dir = check_out(out)
@@ -468,9 +402,8 @@ def collapse_study(
     )
 
     start = time.perf_counter()
-    runs = map_tasks(
-        _collapse_task, tasks, workers=workers, scheduler=scheduler, progress=progress, desc="collapse"
-    )
+    runs, resumed = run_tasks(_collapse_task, tasks, out_dir, study="collapse", workers=workers, scheduler=scheduler,
+                              progress=progress)
     wall = time.perf_counter() - start
 
     threshold = 0.5 * math.log(k)
@@ -487,7 +420,6 @@ def collapse_study(
             means.append(mean)
         transitions[name] = transition_point(ratios, means, threshold)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = _write_outputs(out_dir, params, runs, summary, transitions, threshold, wall)
     return CollapseResult(
         out_dir=out_dir,
@@ -498,6 +430,7 @@ def collapse_study(
         threshold=threshold,
         wall_time=wall,
         files=files,
+        resumed=resumed,
     )
 
 
@@ -506,20 +439,14 @@ def collapse_study(
 
 
 def _write_outputs(out_dir: Path, params, runs, summary, transitions, threshold, wall) -> dict:
-    files = {}
-
-    def path(name):
-        files[name] = out_dir / name
-        return files[name]
-
+    files = Outputs(out_dir)
     trace_rows = (
         [run["setting"], run["ratio"], run["seed"], int(s), float(v)]
         for run in runs
         for s, v in zip(run["steps"], run["diversity"])
     )
-    write_csv(path("collapse_traces.csv"), TRACE_COLUMNS, trace_rows)
-    write_csv(
-        path("collapse_final.csv"),
+    files.csv("collapse_traces.csv", TRACE_COLUMNS, trace_rows)
+    files.csv("collapse_final.csv",
         FINAL_COLUMNS,
         (
             {
@@ -535,44 +462,21 @@ def _write_outputs(out_dir: Path, params, runs, summary, transitions, threshold,
             for r in runs
         ),
     )
-    write_csv(path("collapse_summary.csv"), SUMMARY_COLUMNS, summary)
-    write_csv(
-        path("collapse_transitions.csv"),
+    files.csv("collapse_summary.csv", SUMMARY_COLUMNS, summary)
+    files.csv("collapse_transitions.csv",
         ("setting", "transition_ratio", "threshold"),
         ({"setting": s, "transition_ratio": t, "threshold": threshold} for s, t in transitions.items()),
     )
-    write_text(path("collapse_summary.md"), _markdown(params, summary, transitions, threshold, runs, wall))
-    write_text(
-        path("collapse_study.json"), json.dumps(dict(params, wall_time=wall), indent=2, sort_keys=True) + "\n"
-    )
-    from ntkgan.studies._plots import plot_collapse_diversity, plot_collapse_traces
+    files.text("collapse_summary.md", _markdown(params, summary, transitions, threshold, runs, wall))
+    files.json("collapse_study.json", dict(params, wall_time=wall))
+    from ntkgan.plots._studies import plot_collapse_diversity, plot_collapse_traces
 
-    plot_collapse_diversity(path("collapse_diversity.png"), summary, transitions, threshold, params)
-    plot_collapse_traces(path("collapse_traces.png"), runs, threshold, params)
-    return files
+    plot_collapse_diversity(files.path("collapse_diversity.png"), summary, transitions, threshold, params)
+    plot_collapse_traces(files.path("collapse_traces.png"), runs, threshold, params)
+    return files.written
 
 
-def _transition_text(t: float, ratios, diversity, threshold: float, *, digits: int = 3) -> str:
-    """``t`` with ``digits`` decimals, or why there is no transition in the range of ``ratios``.
-
-    ``ratios`` and ``diversity`` (the mean final diversity per ratio) are those ``t`` was computed from.
-    """
-    if math.isfinite(t):
-        return f"{t:.{digits}f}"
-    r = np.asarray(ratios, dtype=np.float64)
-    d = np.asarray(diversity, dtype=np.float64)
-    ok = np.isfinite(d)
-    if not ok.any():
-        return "n/a (no run finished)"
-    r, d = r[ok], d[ok]
-    order = np.argsort(r, kind="stable")
-    r, d = r[order], d[order]
-    if d[0] > threshold:
-        return f"no transition in range (above the threshold already at g2/g1 = {r[0]:g})"
-    return f"no transition in range (below the threshold up to g2/g1 = {r[-1]:g})"
-
-
-def _setting_curve(summary, name) -> tuple[list, list]:
+def setting_curve(summary, name) -> tuple[list, list]:
     """The ratios and mean final diversities of one setting (NaN where no seed finished)."""
     rows = [s for s in summary if s["setting"] == name]
     return [s["ratio"] for s in rows], [s["mean"] if s["n_ok"] > 0 else math.nan for s in rows]
@@ -617,95 +521,10 @@ def _markdown(params, summary, transitions, threshold, runs, wall) -> str:
     ]
     for name in names:
         label = params["labels"].get(name, name)
-        text = _transition_text(transitions[name], *_setting_curve(summary, name), threshold)
+        text = _transition_text(transitions[name], *setting_curve(summary, name), threshold)
         lines.append(f"- **{name}** ({label}): {text}")
     failed = [r for r in runs if r["status"] != "ok"]
     if failed:
         lines += ["", "Runs that did not finish:", ""]
         lines += [f"- {r['setting']}, r = {r['ratio']:g}, seed {r['seed']}: {r['status']}" for r in failed]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# command line
-
-
-def _cli(args) -> int:
-    ratios = parse_floats(args.ratios, "--ratios") if args.ratios else DEFAULT_RATIOS
-    settings = (
-        [s.strip() for s in args.settings.split(",") if s.strip()] if args.settings else DEFAULT_SETTINGS
-    )
-    result = collapse_study(
-        args.out,
-        ratios=ratios,
-        settings=settings,
-        seeds=args.seeds,
-        steps=args.steps,
-        k=args.modes,
-        n=args.particles,
-        eta=args.eta,
-        record_every=args.record_every,
-        final_window=args.final_window,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=not args.quiet,
-    )
-    print(f"collapse study: {len(result.runs)} runs in {result.wall_time:.1f} s -> {result.out_dir}")
-    for name, t in result.transitions.items():
-        text = _transition_text(t, *_setting_curve(result.summary, name), result.threshold)
-        print(f"  transition g2/g1 ({name}): {text}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan collapse``."""
-    p = subparsers.add_parser(
-        "collapse",
-        help="mode-collapse study: kernel-coupled particles on a Gaussian mixture, swept over g2/g1",
-        description=(
-            "Kernel-coupled particles (two-number kernel, g1 = 1, g2 = r) on a K-mode Gaussian mixture, for "
-            "each discriminator setting, ratio and seed; writes the diversity over time, the final diversity "
-            "per ratio, the transition points (first r where the mean final diversity exceeds log(K)/2) and "
-            "plots to --out."
-        ),
-    )
-    p.add_argument(
-        "--ratios",
-        default=None,
-        help="comma-separated g2/g1 values in [0, 1) (default: "
-        + ",".join(f"{r:g}" for r in DEFAULT_RATIOS)
-        + ")",
-    )
-    p.add_argument(
-        "--settings",
-        default=None,
-        help=f"comma-separated discriminator settings among {', '.join(SETTINGS)} "
-        f"(default: {','.join(DEFAULT_SETTINGS)})",
-    )
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=2000, help="generator steps per run (default: %(default)s)")
-    p.add_argument("--modes", type=int, default=3, help="number of mixture modes K (default: %(default)s)")
-    p.add_argument(
-        "--particles", type=int, default=60, help="particles N = target points (default: %(default)s)"
-    )
-    p.add_argument("--eta", type=float, default=1.0, help="particle step eta (default: %(default)s)")
-    p.add_argument(
-        "--record-every",
-        dest="record_every",
-        type=int,
-        default=10,
-        help="steps between diversity records (default: %(default)s)",
-    )
-    p.add_argument(
-        "--final-window",
-        dest="final_window",
-        type=float,
-        default=0.2,
-        help="final diversity = mean over this last fraction of the run (default: %(default)s)",
-    )
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, default=None, help="local Dask cluster with K worker processes")
-    group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cli)

@@ -73,7 +73,6 @@ References
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -81,23 +80,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgan.studies._common import (
-    check_count,
-    check_out,
-    check_real,
-    check_reals,
-    cluster_args,
-    map_tasks,
-    parse_floats,
-    write_csv,
-    write_text,
+from ntkgan._validation import check_int, check_real, check_reals
+from ntkgan.studies._common import Outputs, check_out, cluster_args, run_tasks
+from ntkgan.studies._damping_model import (
+    continuous_roots,
+    decay_rate,
+    linear_model_map,
+    linear_model_rate,
+    linear_model_trajectory,
 )
 
 __all__ = [
     "ARCHS",
     "DEFAULT_LAMBDAS",
     "DampingResult",
-    "add_cli",
     "continuous_roots",
     "damping_study",
     "decay_rate",
@@ -154,6 +150,8 @@ class DampingResult:
         ``rate_best``.
     wall_time : float
     files : dict
+    resumed : int
+        Tasks read from the records of an earlier, interrupted call (``out/tasks/``) instead of run.
     """
 
     out_dir: Path
@@ -164,171 +162,7 @@ class DampingResult:
     model: dict
     wall_time: float
     files: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# rates and the linearised model
-
-
-def decay_rate(err, *, tol: float = 1e-3) -> tuple[float, float]:
-    r"""Exponential decay rate of ``err`` per step, from its upper envelope; and the steps to reach ``tol``.
-
-    :math:`\hat e_t = \max_{s \ge t} e_s`; with :math:`T` the first step where
-    :math:`\hat e_T \le \mathrm{tol}\,\hat e_0` (the last step if none), the rate is :math:`-\rho` for the
-    least-squares line :math:`\log \hat e_t \approx c + \rho t` over :math:`t = 0..T` (positive
-    :math:`\hat e_t` only).
-
-    Parameters
-    ----------
-    err : array-like of shape (T + 1,)
-        Non-negative errors at steps 0..T, ``err[0] > 0``.
-    tol : float in (0, 1), default=1e-3
-
-    Returns
-    -------
-    rate : float
-        Per step (0 for a non-decaying envelope; negative if it grows).
-    steps_to_tol : float
-        :math:`T` when reached, else NaN.
-
-    Raises
-    ------
-    ValueError
-        ``err`` not 1-D with at least 2 finite non-negative values and ``err[0] > 0``, or a bad ``tol``.
-
-    Examples
-    --------
-    >>> t = np.arange(200)
-    >>> rate, steps = decay_rate(np.exp(-0.05 * t) * (1.5 + np.cos(0.3 * t)))
-    >>> round(rate, 2), steps
-    (0.05, 148.0)
-    """
-    e = np.asarray(err, dtype=np.float64)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"err must be 1-D with at least 2 values, got shape {e.shape}")
-    if not np.isfinite(e).all() or (e < 0).any() or e[0] <= 0:
-        raise ValueError("err must be finite and >= 0, with err[0] > 0")
-    tol = check_real(tol, "tol", low=0.0, high=1.0, low_open=True, high_open=True)
-    env = np.maximum.accumulate(e[::-1])[::-1]
-    below = np.nonzero(env <= tol * env[0])[0]
-    reached = below.size > 0
-    last = int(below[0]) if reached else e.size - 1
-    t = np.arange(last + 1, dtype=np.float64)
-    y = env[: last + 1]
-    ok = y > 0
-    t, y = t[ok], np.log(y[ok])
-    if t.size < 2:
-        return float("nan"), float(last) if reached else float("nan")
-    slope = np.polyfit(t, y, 1)[0]
-    return float(-slope), (float(last) if reached else float("nan"))
-
-
-def _check_model_args(A, lam, eta_g, d_lr, d_steps):
-    A = np.atleast_2d(np.asarray(A, dtype=np.float64))
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or not np.isfinite(A).all():
-        raise ValueError(f"A must be a finite square matrix, got shape {A.shape}")
-    lam = check_real(lam, "lam", low=0.0)
-    eta_g = check_real(eta_g, "eta_g", low=0.0, low_open=True)
-    d_lr = check_real(d_lr, "d_lr", low=0.0, low_open=True)
-    d_steps = check_count(d_steps, "d_steps")
-    return A, lam, eta_g, d_lr, d_steps
-
-
-def linear_model_map(A, lam: float, *, eta_g: float, d_lr: float, d_steps: int) -> np.ndarray:
-    r"""The linearised model's map of one generator step on :math:`(e, w) \in \mathbb R^{2d}`.
-
-    ``d_steps`` discriminator steps :math:`w \leftarrow (I - 2\lambda\kappa A) w - \kappa A e` (loss gradient
-    :math:`e` plus the penalty's :math:`2\lambda w`, through the kernel :math:`\kappa A`, :math:`\kappa` =
-    ``d_lr``), then the particle step :math:`e \leftarrow e + \eta_G w` with the new :math:`w`.
-
-    Parameters
-    ----------
-    A : array-like of shape (d, d)
-        Mean mixed derivative of the discriminator's NTK (module notes); a scalar means ``d = 1``.
-    lam : float >= 0
-    eta_g : float > 0
-        :math:`\eta_G`, the centre of mass's step per unit force.
-    d_lr : float > 0
-    d_steps : int >= 1
-
-    Returns
-    -------
-    M : ndarray of shape (2d, 2d)
-        :math:`M = P D^{d_{steps}}`, acting on the stacked vector :math:`(e, w)`.
-    """
-    A, lam, eta_g, d_lr, d_steps = _check_model_args(A, lam, eta_g, d_lr, d_steps)
-    d = A.shape[0]
-    eye = np.eye(d)
-    D = np.block([[eye, np.zeros((d, d))], [-d_lr * A, eye - 2.0 * lam * d_lr * A]])
-    P = np.block([[eye, eta_g * eye], [np.zeros((d, d)), eye]])
-    return P @ np.linalg.matrix_power(D, d_steps)
-
-
-def linear_model_rate(A, lam: float, *, eta_g: float, d_lr: float, d_steps: int) -> tuple[float, str]:
-    r"""The discrete linearised model's asymptotic rate :math:`-\log\rho(M)` per step, and its regime.
-
-    Parameters are those of :func:`linear_model_map`.
-
-    Returns
-    -------
-    rate : float
-        :math:`-\log\rho(M)`, :math:`\rho` the spectral radius (0 for the undamped oscillator).
-    regime : {"underdamped", "overdamped", "unstable"}
-        ``"unstable"`` when :math:`\rho(M) > 1`; otherwise ``"underdamped"`` when the eigenvalue of
-        largest modulus is complex (oscillating decay) and ``"overdamped"`` when it is real.
-    """
-    M = linear_model_map(A, lam, eta_g=eta_g, d_lr=d_lr, d_steps=d_steps)
-    mu = np.linalg.eigvals(M)
-    i = int(np.argmax(np.abs(mu)))
-    rho = float(np.abs(mu[i]))
-    rate = -math.log(rho) if rho > 0 else float("inf")
-    complex_top = abs(mu[i].imag) > 1e-12 * max(1.0, rho)
-    if rho > 1.0 + 1e-9:
-        regime = "unstable"
-    elif complex_top:
-        regime = "underdamped"
-    else:
-        regime = "overdamped"
-    return rate, regime
-
-
-def linear_model_trajectory(
-    A, lam: float, e0, steps: int, *, eta_g: float, d_lr: float, d_steps: int
-) -> np.ndarray:
-    r""":math:`\|e_t\|` for :math:`t = 0..` ``steps`` of the linearised model from :math:`(e_0, w = 0)`."""
-    M = linear_model_map(A, lam, eta_g=eta_g, d_lr=d_lr, d_steps=d_steps)
-    d = M.shape[0] // 2
-    state = np.concatenate([np.asarray(e0, dtype=np.float64).reshape(d), np.zeros(d)])
-    out = np.empty(int(steps) + 1)
-    out[0] = np.linalg.norm(state[:d])
-    for t in range(1, int(steps) + 1):
-        state = M @ state
-        out[t] = np.linalg.norm(state[:d])
-    return out
-
-
-def continuous_roots(a: float, lam: float, *, eta_g: float, d_lr: float, d_steps: int):
-    r"""The continuous-time oscillator along an eigenvalue ``a`` of :math:`A`: ``(gamma, omega, s+, s-)``.
-
-    :math:`\omega^2 = \eta_G d_{steps} \kappa a`, :math:`\gamma = 2\lambda d_{steps}\kappa a`,
-    :math:`s_\pm = -\gamma/2 \pm \sqrt{\gamma^2/4 - \omega^2}` (complex below :math:`\lambda_c`); the decay
-    rate is :math:`-\mathrm{Re}\, s_+`.
-
-    Examples
-    --------
-    The notes' check (η_G = η_D = 1, ḡ = 0.37, so ω = 0.6083; α = 2λ = 3 gives rate 0.1289):
-
-    >>> g, w, sp, sm = continuous_roots(1.0, 1.5, eta_g=0.37, d_lr=1.0, d_steps=1)
-    >>> round(w, 4), round(-sp.real, 4)
-    (0.6083, 0.1289)
-    """
-    a = check_real(a, "a", low=0.0, low_open=True)
-    lam = check_real(lam, "lam", low=0.0)
-    k = check_count(d_steps, "d_steps") * check_real(d_lr, "d_lr", low=0.0, low_open=True) * a
-    omega = math.sqrt(check_real(eta_g, "eta_g", low=0.0, low_open=True) * k)
-    gamma = 2.0 * lam * k
-    root = complex(gamma * gamma / 4.0 - omega * omega) ** 0.5
-    return gamma, omega, -gamma / 2.0 + root, -gamma / 2.0 - root
+    resumed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,20 +363,20 @@ def damping_study(
         non-positive sizes or steps, ``g2`` outside [0, 1), a bad ``tol``, both ``workers`` and ``scheduler``.
     """
     lambdas = check_reals(lambdas, "lambdas", low=0.0)
-    seeds = check_count(seeds, "seeds")
-    steps = check_count(steps, "steps", 2)
+    seeds = check_int(seeds, "seeds")
+    steps = check_int(steps, "steps", 2)
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {arch!r}")
-    width = check_count(width, "width")
-    n = check_count(n, "n", 2)
-    dim = check_count(dim, "dim")
+    width = check_int(width, "width")
+    n = check_int(n, "n", 2)
+    dim = check_int(dim, "dim")
     shift = check_real(shift, "shift", low=0.0, low_open=True)
     eta = check_real(eta, "eta", low=0.0, low_open=True)
     d_lr = check_real(d_lr, "d_lr", low=0.0, low_open=True)
-    d_steps = check_count(d_steps, "d_steps")
+    d_steps = check_int(d_steps, "d_steps")
     g2 = check_real(g2, "g2", low=0.0, high=1.0, high_open=True)
     tol = check_real(tol, "tol", low=0.0, high=1.0, low_open=True, high_open=True)
-    sinkhorn_every = check_count(sinkhorn_every, "sinkhorn_every", 0)
+    sinkhorn_every = check_int(sinkhorn_every, "sinkhorn_every", 0)
     workers, scheduler = cluster_args(workers, scheduler)
     out_dir = check_out(out)
 
@@ -564,9 +398,8 @@ def damping_study(
     params = dict(common, lambdas=list(lambdas), seeds=seeds, tol=tol, workers=workers, scheduler=scheduler)
 
     start = time.perf_counter()
-    runs = map_tasks(
-        _damping_task, tasks, workers=workers, scheduler=scheduler, progress=progress, desc="damping"
-    )
+    runs, resumed = run_tasks(_damping_task, tasks, out_dir, study="damping", workers=workers, scheduler=scheduler,
+                              progress=progress)
     wall = time.perf_counter() - start
 
     for run in runs:
@@ -600,7 +433,6 @@ def damping_study(
     means = np.array([s["rate_mean"] for s in summary])
     fastest = float(lambdas[int(np.nanargmax(means))]) if np.isfinite(means).any() else float("nan")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = _write_outputs(out_dir, params, runs, summary, fastest, model, wall)
     return DampingResult(
         out_dir=out_dir,
@@ -611,6 +443,7 @@ def damping_study(
         model=model,
         wall_time=wall,
         files=files,
+        resumed=resumed,
     )
 
 
@@ -646,6 +479,7 @@ def _model(runs, params) -> dict:
     )
     grid = np.geomspace(lo, max(hi, 2 * lo), 801)
     grid_rates = np.array([linear_model_rate(A, lam, **kw)[0] for lam in grid])
+    grid_roots = np.array([continuous_roots(a, lam, **kw)[2:] for lam in grid])
     best = int(np.argmax(grid_rates))
     return {
         "A": A,
@@ -657,6 +491,7 @@ def _model(runs, params) -> dict:
         "rate_best": float(grid_rates[best]),
         "grid": grid,
         "grid_rates": grid_rates,
+        "grid_roots": grid_roots,
         "per_lambda": per_lambda,
     }
 
@@ -666,12 +501,7 @@ def _model(runs, params) -> dict:
 
 
 def _write_outputs(out_dir: Path, params, runs, summary, fastest, model, wall) -> dict:
-    files = {}
-
-    def path(name):
-        files[name] = out_dir / name
-        return files[name]
-
+    files = Outputs(out_dir)
     def trace_rows():
         for r in runs:
             sk = dict(zip(r["sinkhorn_steps"].tolist(), r["sinkhorn"].tolist()))
@@ -687,9 +517,8 @@ def _write_outputs(out_dir: Path, params, runs, summary, fastest, model, wall) -
                     sk.get(s, float("nan")),
                 ]
 
-    write_csv(path("damping_traces.csv"), TRACE_COLUMNS, trace_rows())
-    write_csv(
-        path("damping_rates.csv"),
+    files.csv("damping_traces.csv", TRACE_COLUMNS, trace_rows())
+    files.csv("damping_rates.csv",
         RATE_COLUMNS,
         (
             {
@@ -702,23 +531,23 @@ def _write_outputs(out_dir: Path, params, runs, summary, fastest, model, wall) -
             for r in runs
         ),
     )
-    write_csv(path("damping_summary.csv"), SUMMARY_COLUMNS, summary)
-    write_text(path("damping_summary.md"), _markdown(params, summary, fastest, model, runs, wall))
+    files.csv("damping_summary.csv", SUMMARY_COLUMNS, summary)
+    files.text("damping_summary.md", _markdown(params, summary, fastest, model, runs, wall))
     record = dict(
         params,
         wall_time=wall,
         model={
             k: (v.tolist() if isinstance(v, np.ndarray) else v)
             for k, v in model.items()
-            if k not in ("per_lambda", "grid", "grid_rates")
+            if k not in ("per_lambda", "grid", "grid_rates", "grid_roots")
         },
     )
-    write_text(path("damping_study.json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
-    from ntkgan.studies._plots import plot_damping_rate, plot_damping_trajectories
+    files.json("damping_study.json", record)
+    from ntkgan.plots._studies import plot_damping_rate, plot_damping_trajectories
 
-    plot_damping_rate(path("damping_rate.png"), summary, model, params)
-    plot_damping_trajectories(path("damping_trajectories.png"), runs, params)
-    return files
+    plot_damping_rate(files.path("damping_rate.png"), summary, model, params)
+    plot_damping_trajectories(files.path("damping_trajectories.png"), runs, params)
+    return files.written
 
 
 def _markdown(params, summary, fastest, model, runs, wall) -> str:
@@ -773,100 +602,3 @@ def _markdown(params, summary, fastest, model, runs, wall) -> str:
         lines += ["", "Runs that did not finish:", ""]
         lines += [f"- lambda = {r['lam']:g}, seed {r['seed']}: {r['status']}" for r in failed]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# command line
-
-
-def _cli(args) -> int:
-    lambdas = parse_floats(args.lambdas, "--lambdas") if args.lambdas else DEFAULT_LAMBDAS
-    result = damping_study(
-        args.out,
-        lambdas=lambdas,
-        seeds=args.seeds,
-        steps=args.steps,
-        arch=args.arch,
-        width=args.width,
-        n=args.particles,
-        shift=args.shift,
-        eta=args.eta,
-        d_lr=args.d_lr,
-        d_steps=args.d_steps,
-        g2=args.g2,
-        tol=args.tol,
-        sinkhorn_every=args.sinkhorn_every,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=not args.quiet,
-    )
-    m = result.model
-    print(f"damping study: {len(result.runs)} runs in {result.wall_time:.1f} s -> {result.out_dir}")
-    print(
-        f"  fastest lambda on the grid: {result.fastest_lambda:g}; linearised model: lambda_c = "
-        f"{m['lambda_c']:.3f}, discrete optimum {m['lambda_best']:.3f}"
-    )
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan damping``."""
-    p = subparsers.add_parser(
-        "damping",
-        help="critical-damping study: persistent discriminator with a gradient penalty, swept over lambda",
-        description=(
-            "Particles chase a translated copy of themselves under a persistent finite discriminator trained "
-            "on the IPM loss plus lambda * mean |grad_x f|^2; for each lambda and seed, records the mean "
-            "error "
-            "and the discriminator output over time, fits the convergence rate, and compares it with the "
-            "linearised (damped-oscillator) model. Writes CSVs, a summary and plots to --out."
-        ),
-    )
-    p.add_argument(
-        "--lambdas",
-        default=None,
-        help="comma-separated penalty strengths >= 0 (default: "
-        + ",".join(f"{v:g}" for v in DEFAULT_LAMBDAS)
-        + ")",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=1000, help="generator steps per run (default: %(default)s)")
-    p.add_argument(
-        "--arch",
-        default="linear",
-        choices=sorted(ARCHS),
-        help="discriminator architecture (default: %(default)s)",
-    )
-    p.add_argument("--width", type=int, default=128, help="discriminator width (default: %(default)s)")
-    p.add_argument("--particles", type=int, default=50, help="particles N (default: %(default)s)")
-    p.add_argument("--shift", type=float, default=3.0, help="target offset along e_1 (default: %(default)s)")
-    p.add_argument("--eta", type=float, default=5.0, help="particle step eta (default: %(default)s)")
-    p.add_argument(
-        "--d-lr", dest="d_lr", type=float, default=0.01, help="discriminator step (default: %(default)s)"
-    )
-    p.add_argument(
-        "--d-steps",
-        dest="d_steps",
-        type=int,
-        default=10,
-        help="discriminator steps per generator step (default: %(default)s)",
-    )
-    p.add_argument(
-        "--g2", type=float, default=0.0, help="off-diagonal coupling, g1 = 1 (default: %(default)s)"
-    )
-    p.add_argument(
-        "--tol", type=float, default=1e-3, help="end of the rate fit, relative (default: %(default)s)"
-    )
-    p.add_argument(
-        "--sinkhorn-every",
-        dest="sinkhorn_every",
-        type=int,
-        default=20,
-        help="steps between Sinkhorn divergences, 0 = none (default: %(default)s)",
-    )
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, default=None, help="local Dask cluster with K worker processes")
-    group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cli)

@@ -22,8 +22,6 @@ files), ``_execute`` (serial or Dask execution, progress), ``_table`` and ``_plo
 """
 
 from ntkgan.sweep._api import DEFAULT_CHECKPOINTS, DEFAULT_RETRIES, SweepResult, sweep
-from ntkgan.sweep._cli import add_cli
 from ntkgan.sweep._grid import Grid, Setting, Skipped
 
-__all__ = ["DEFAULT_CHECKPOINTS", "DEFAULT_RETRIES", "Grid", "Setting", "Skipped", "SweepResult", "add_cli",
-           "sweep"]
+__all__ = ["DEFAULT_CHECKPOINTS", "DEFAULT_RETRIES", "Grid", "Setting", "Skipped", "SweepResult", "sweep"]

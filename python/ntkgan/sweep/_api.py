@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import numbers
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ntkgan._io import write_json
 from ntkgan._paths import check_writable_dir
+from ntkgan._validation import check_int
 from ntkgan.sweep._grid import Grid
-from ntkgan.sweep._records import atomic_write_text, is_finished, read_record
+from ntkgan.sweep._records import is_finished, read_record
 
 __all__ = ["DEFAULT_CHECKPOINTS", "DEFAULT_RETRIES", "SweepResult", "sweep"]
 
@@ -67,15 +68,6 @@ def _skip_messages(skipped) -> list[str]:
         groups.setdefault((s.loss, s.arch, s.reason), []).append(s.data)
     return [f"skipping {loss} × {arch} (data: {', '.join(data)}): {reason}"
             for (loss, arch, reason), data in groups.items()]
-
-
-def _check_count(value, name: str, minimum: int, *, optional: bool = True):
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        none = " or None" if optional else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{none}, got {value!r}")
-    return int(value)
 
 
 def sweep(grid: Grid, out_dir, *, steps: int | None = None, workers: int | None = None,
@@ -140,10 +132,10 @@ def sweep(grid: Grid, out_dir, *, steps: int | None = None, workers: int | None 
     t0 = time.perf_counter()
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a Grid, got {type(grid).__name__}")
-    _check_count(workers, "workers", 1)
-    retries = _check_count(retries, "retries", 0, optional=False)
-    snapshot_every = _check_count(snapshot_every, "snapshot_every", 0, optional=False)
-    checkpoint_every = _check_count(checkpoint_every, "checkpoint_every", 0)
+    check_int(workers, "workers", 1, optional=True)
+    retries = check_int(retries, "retries", 0)
+    snapshot_every = check_int(snapshot_every, "snapshot_every", 0)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 0, optional=True)
     if serial and (workers is not None or scheduler is not None):
         raise ValueError("serial runs in this process: give no workers or scheduler with it")
     if scheduler is not None and workers is not None:
@@ -221,7 +213,7 @@ def _history(path) -> list:
 def _finish(out_dir, grid, runs, skipped, *, steps, overrides, serial, scheduler, workers, reused, ran, t0,
             checkpoint_every, snapshot_every, interrupted) -> SweepResult:
     """Read every run's record from disk and write the table, the figure and ``sweep.json``."""
-    from ntkgan.sweep._plot import plot_results
+    from ntkgan.plots._sweep import plot_results
     from ntkgan.sweep._table import summarise, write_csv, write_markdown
 
     ordered, records = [], {}
@@ -255,6 +247,6 @@ def _finish(out_dir, grid, runs, skipped, *, steps, overrides, serial, scheduler
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     meta["history"] = _history(paths["json"])
-    atomic_write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
+    write_json(paths["json"], meta)
     return SweepResult(out_dir=out_dir, grid=grid, runs=runs, skipped=skipped, records=ordered, rows=rows,
                        ran=ran, reused=reused, failed=failed, workers=workers, wall_time=wall, paths=paths)

@@ -13,6 +13,8 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+from ntkgan._validation import check_int
+
 __all__ = ["RESERVED_OVERRIDES", "Grid", "Setting", "Skipped"]
 
 #: options that the grid itself sets (``seed`` from ``seeds``, ``steps`` from the sweep's ``steps``)
@@ -210,9 +212,7 @@ class Grid:
         """
         from ntkgan.presets import Config, make_config
 
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
-                                  or steps < 0):
-            raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+        steps = None if steps is None else check_int(steps, "steps", 0)
         overrides = dict(overrides or {})
         reserved = sorted(set(overrides) & set(RESERVED_OVERRIDES))
         if reserved:

@@ -8,46 +8,20 @@ failed run, a run of another configuration) is restarted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from ntkgan._io import write_json
 from ntkgan._resume import config_identity
 
-__all__ = ["RESULT_FILE", "atomic_write_bytes", "atomic_write_text", "is_finished", "read_record",
-           "write_record"]
+__all__ = ["RESULT_FILE", "is_finished", "read_record", "write_record"]
 
 RESULT_FILE = "result.json"
 
 #: fields of a record (``result.json``), in order
 RECORD_FIELDS = ("name", "loss", "arch", "data", "seed", "status", "steps", "sinkhorn", "energy",
                  "wall_time", "error", "resumed_from", "start", "worker", "config")
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the other users of a shared disk
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _clean(value):
@@ -60,7 +34,7 @@ def _clean(value):
 def write_record(run_dir, record: dict) -> None:
     """Write ``record`` as ``run_dir/result.json`` (atomically)."""
     data = {k: _clean(record.get(k)) for k in RECORD_FIELDS}
-    atomic_write_text(Path(run_dir) / RESULT_FILE, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_json(Path(run_dir) / RESULT_FILE, data)
 
 
 def read_record(run_dir) -> dict | None:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ntkgan.sweep._records import atomic_write_text
+from ntkgan._io import atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "summarise", "write_csv", "write_markdown"]
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ntkgan.sweep._records import atomic_write_bytes
+from ntkgan._io import atomic_write_bytes
 
 __all__ = ["plot_results"]
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["add_cli"]
+from ntkgan.cli._options import add_cluster_options, add_out, add_quiet, parse_set_options
+
+__all__ = ["add_sweep_command"]
 
 _PAPER = {"loss": "inf_ipm,inf_lsgan,ipm_reset", "arch": "relu,relu_nobias,rbf",
           "data": "eight_gaussians,density,ab"}
-
-
-def _overrides(items) -> dict:
-    from ntkgan.runner import _set_overrides
-
-    return _set_overrides(items)
 
 
 def _sweep_cli(args) -> int:
@@ -23,7 +19,7 @@ def _sweep_cli(args) -> int:
     grid = Grid(loss=args.loss, arch=args.arch, data=args.data, seeds=args.seeds)
     try:
         result = sweep(grid, args.out, steps=args.steps, workers=args.workers, scheduler=args.scheduler,
-                       serial=args.serial, overrides=_overrides(args.set),
+                       serial=args.serial, overrides=parse_set_options(args.set),
                        checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every,
                        retries=args.retries, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -37,8 +33,8 @@ def _sweep_cli(args) -> int:
     return 0
 
 
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan sweep`` on an ``argparse`` subparsers object."""
+def add_sweep_command(subparsers) -> None:
+    """Register ``ntkgan sweep``."""
     p = subparsers.add_parser(
         "sweep",
         help="run a grid loss × arch × data × seed on a local or existing Dask cluster",
@@ -61,14 +57,8 @@ def add_cli(subparsers) -> None:
                    help="number of seeds, run as 0..N-1 (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None,
                    help="generator steps of every run (default: the presets', 50000)")
-    p.add_argument("--out", required=True, help="sweep directory")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                            "(from dask-jobqueue)")
-    where.add_argument("--workers", type=int, default=None,
-                       help="processes of the local Dask cluster (default: one per core)")
-    where.add_argument("--serial", action="store_true", help="run in this process, one run after another")
+    add_out(p, required=True, help="sweep directory")
+    add_cluster_options(p, serial=True)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field in every run (repeatable), e.g. --set n_source=100")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
@@ -77,5 +67,5 @@ def add_cli(subparsers) -> None:
                    help="steps between PNG snapshots of a run (default: 0, none)")
     p.add_argument("--retries", type=int, default=2,
                    help="Dask retries of a task whose error is not the run's own (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=_sweep_cli)

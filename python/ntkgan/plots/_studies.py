@@ -1,4 +1,6 @@
-"""Figures of the studies, drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot)."""
+"""Figures of the studies (``ntkgan collapse``, ``ntkgan damping``), drawn with matplotlib's object-oriented API on
+the Agg canvas (no pyplot).  The studies compute (transition points, the linearised model's roots); this
+module only draws what they pass in."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ntkgan.plots._snapshots import _save as _save_png
+from ntkgan.studies._transition import transition_text
 
 __all__ = [
     "plot_collapse_diversity",
@@ -40,8 +43,6 @@ def plot_collapse_diversity(path, summary, transitions, threshold, params) -> Fi
     of ratios (already above it at the smallest ratio, or never above it).  The legend sits under the axes,
     off the data.  Returns the figure written.
     """
-    from ntkgan.studies.collapse import _transition_text
-
     fig = Figure(figsize=(7.2, 5.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     log_k = math.log(params["k"])
@@ -54,7 +55,7 @@ def plot_collapse_diversity(path, summary, transitions, threshold, params) -> Fi
         sd = np.array([s["std"] for s in rows])
         label = params["labels"].get(name, name)
         t = transitions[name]
-        text = _transition_text(t, r, m, threshold, digits=2)
+        text = transition_text(t, r, m, threshold, digits=2)
         label += f"  (transition {text})" if math.isfinite(t) else f"\n    {text}"
         if math.isfinite(t):
             ax.axvline(t, color=color, ls=":", lw=1.2)
@@ -193,13 +194,7 @@ def plot_damping_rate(path, summary, model, params) -> None:
     ax.set_ylim(min(0.0, np.nanmin(mean)) - 0.05 * top, 1.2 * top)
 
     ax = fig.add_subplot(1, 2, 2)
-    a = model["a"]
-    kw = {"eta_g": model["eta_g"], "d_lr": params["d_lr"], "d_steps": params["d_steps"]}
-    from ntkgan.studies.damping import continuous_roots
-
-    roots = [continuous_roots(a, lam, **kw) for lam in grid]
-    s_plus = np.array([r[2] for r in roots])
-    s_minus = np.array([r[3] for r in roots])
+    s_plus, s_minus = model["grid_roots"][:, 0], model["grid_roots"][:, 1]
     ax.plot(grid, -s_plus.real, color="tab:red", label=r"$-\mathrm{Re}\,s_+$ (decay rate)")
     ax.plot(grid, -s_minus.real, color="tab:orange", ls="--", label=r"$-\mathrm{Re}\,s_-$")
     im = np.abs(s_plus.imag)

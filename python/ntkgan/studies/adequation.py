@@ -58,9 +58,11 @@ from typing import Any
 
 import numpy as np
 
+from ntkgan._io import write_npz
+from ntkgan._validation import check_int
 from ntkgan.arch import Mlp
 
-__all__ = ["PRESETS", "AdequationPreset", "AdequationResult", "adequation", "add_cli"]
+__all__ = ["PRESETS", "AdequationPreset", "AdequationResult", "adequation"]
 
 REFERENCES = ("gd", "flow")
 METRICS = ("sup", "rms")
@@ -325,7 +327,7 @@ class AdequationResult:
             arrays[f"cost_inf_{r}"] = self.cost_inf[r]
             for m in METRICS:
                 arrays[f"{m}_{r}"] = self.errors[r][m]
-        np.savez_compressed(paths["npz"], **arrays)
+        write_npz(paths["npz"], arrays, compress=True)
         self.paths = paths
         return paths
 
@@ -341,12 +343,6 @@ def _resolve_preset(preset) -> AdequationPreset:
     if isinstance(preset, str) and preset in PRESETS:
         return PRESETS[preset]
     raise ValueError(f"preset must be one of {sorted(PRESETS)} or an AdequationPreset, got {preset!r}")
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_widths(widths) -> np.ndarray:
@@ -462,13 +458,13 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
     start = time.perf_counter()
     preset = _resolve_preset(preset)
     widths = _check_widths(widths)
-    seeds = _check_int(seeds, "seeds", 1)
-    nx = _check_int(nx, "nx", 2)
+    seeds = check_int(seeds, "seeds", 1)
+    nx = check_int(nx, "nx", 2)
     t = preset.t if t is None else float(_check_positive(t, "t"))
     lr = preset.lr if lr is None else _check_positive(lr, "lr")
-    data_seed = _check_int(data_seed, "data_seed", 0)
+    data_seed = check_int(data_seed, "data_seed", 0)
     if picture_width is not None:
-        picture_width = _check_int(picture_width, "picture_width", 1)
+        picture_width = check_int(picture_width, "picture_width", 1)
     loss = get_loss(preset.loss)
 
     data = datasets.load(preset.dataset, seed=data_seed)
@@ -547,48 +543,3 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
         result.save(out)
     result.elapsed = time.perf_counter() - start
     return result
-
-
-# --------------------------------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------------------------------
-
-
-def _run_cli(args) -> int:
-    out = args.out if args.out is not None else f"adequation-{args.preset}"
-    result = adequation(
-        args.preset, widths=args.widths, seeds=args.seeds, out=out, backend=args.backend, nx=args.nx,
-        t=args.t, lr=args.lr, picture_width=args.picture_width, progress=not args.quiet,
-    )
-    print(result.to_markdown())
-    for kind, path in result.paths.items():
-        print(f"wrote {kind}: {path}")
-    print(f"elapsed: {result.elapsed:.1f} s")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``ntkgan adequation`` on an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "adequation",
-        help="finite vs infinite-width discriminators (the paper's Fig. 1, with an error table)",
-        description=(
-            "Train discriminators of several widths by gradient descent and compare their generator cost "
-            "c_f with the infinite-width (NTK) one on a grid; write a PNG, an error table (CSV and "
-            f"Markdown) and the arrays (.npz). Presets: {', '.join(sorted(PRESETS))}."
-        ),
-    )
-    p.add_argument("--preset", required=True, help=f"one of {', '.join(sorted(PRESETS))}")
-    p.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS),
-                   help="finite widths (default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=3, help="networks per width (default: %(default)s)")
-    p.add_argument("--out", default=None, help="output directory (default: ./adequation-PRESET)")
-    p.add_argument("--backend", default=None, help="kernel backend of the infinite-width references")
-    p.add_argument("--nx", type=int, default=100, help="grid points per axis (default: %(default)s)")
-    p.add_argument("--t", type=float, default=None, help="training time (default: the preset's, 1)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="gradient-descent step (default: the preset's, 0.1)")
-    p.add_argument("--picture-width", type=int, default=None,
-                   help="width shown in the 2-D heat maps (default: the preset's, 512)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_cli)

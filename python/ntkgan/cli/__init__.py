@@ -1,8 +1,13 @@
-"""The ``ntkgan`` command line.
+"""The ``ntkgan`` command line: every command's parser is built in this package, and nowhere else.
 
-Each subcommand lives in the module that does the work, which exposes ``add_cli(subparsers)``
-registering its parser with ``set_defaults(func=...)``; this file only assembles them (modules with heavy
-imports are imported when the command line is built, but their heavy dependencies only when a command runs).
+- ``ntkgan run`` (:mod:`ntkgan.cli._run`): one experiment, or its resume.
+- ``ntkgan adequation``, ``ntkgan vector-field`` (:mod:`ntkgan.cli._figures`): the paper's figures.
+- ``ntkgan sweep`` (:mod:`ntkgan.cli._sweep`): a grid of runs, serially or on Dask.
+- ``ntkgan collapse``, ``ntkgan damping`` (:mod:`ntkgan.cli._studies`): the effective-dynamics studies.
+
+The computation modules know nothing of argparse; option groups used by several commands (the Dask
+options, ``--out``, ``--quiet``, ``--set``) are defined once in :mod:`ntkgan.cli._options`.  Heavy
+dependencies (matplotlib, dask, JAX) are imported when a command runs, not when the parser is built.
 
 User mistakes are one line on stderr, ``ntkgan COMMAND: error: ...``, and exit status 2: a ``ValueError``
 (bad options, presets, data, paths; every command validates before it works or writes), an ``ImportError``
@@ -17,15 +22,16 @@ import importlib
 import os
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
-#: modules contributing subcommands (each has ``add_cli(subparsers)``)
-COMMAND_MODULES = (
-    "ntkgan._adequation",
-    "ntkgan.runner",
-    "ntkgan.vector_field",
-    "ntkgan.sweep",
-    "ntkgan.studies",
+#: the commands, in the order ``ntkgan --help`` lists them: (module of ``cli``, its registering function)
+COMMANDS = (
+    ("_figures", "add_adequation_command"),
+    ("_run", "add_run_command"),
+    ("_figures", "add_vector_field_command"),
+    ("_sweep", "add_sweep_command"),
+    ("_studies", "add_collapse_command"),
+    ("_studies", "add_damping_command"),
 )
 
 
@@ -45,14 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also NTKGAN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:  # a module not written yet or a missing optional dependency
-            if exc.name == name:
-                continue
-            raise
-        module.add_cli(sub)
+    for module, register in COMMANDS:
+        getattr(importlib.import_module(f"ntkgan.cli.{module}"), register)(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error (also NTKGAN_DEBUG=1)")
@@ -81,7 +81,3 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{message}: {exc.filename}"
         print(f"ntkgan {args.command}: error: {message}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

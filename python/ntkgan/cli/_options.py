@@ -1,0 +1,59 @@
+"""Command-line pieces shared by several commands: option groups defined once, and ``--set`` parsing.
+
+The commands' parsers add these groups instead of repeating them, so ``--workers``/``--scheduler`` (the Dask
+options), ``--out`` and ``--quiet`` read the same wherever they appear.
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_cluster_options", "add_out", "add_quiet", "parse_set_options", "parse_value"]
+
+
+def add_cluster_options(parser, *, serial: bool = False, workers_help: str | None = None) -> None:
+    """``--workers K`` (a local Dask cluster) or ``--scheduler ADDRESS`` (an existing one), mutually
+    exclusive; with ``serial``, also ``--serial`` (run in this process)."""
+    group = parser.add_mutually_exclusive_group()
+    if serial:
+        group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                           help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                "(from dask-jobqueue)")
+        group.add_argument("--workers", type=int, default=None,
+                           help=workers_help or "processes of the local Dask cluster (default: one per core)")
+        group.add_argument("--serial", action="store_true", help="run in this process, one run after another")
+    else:
+        group.add_argument("--workers", type=int, default=None,
+                           help=workers_help or "local Dask cluster with K worker processes")
+        group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+
+
+def add_out(parser, *, default: str | None = None, required: bool = False, help: str = "output directory") -> None:
+    """``--out DIR``."""
+    parser.add_argument("--out", default=default, required=required, help=help)
+
+
+def add_quiet(parser) -> None:
+    """``--quiet``: no progress bar."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_value(text: str):
+    """A ``--set`` value as YAML reads it (``500`` -> 500, ``1e-3`` -> 0.001, ``true`` -> True,
+    ``[1, 2]`` -> a list), else the text itself."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_set_options(items) -> dict:
+    """``["eta=500", "n-source=100"]`` -> ``{"eta": 500, "n_source": 100}``; ValueError on an item
+    without ``=``."""
+    overrides = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = parse_value(value)
+    return overrides

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from ntkgan._io import atomic_write_text, write_csv, write_json
 from ntkgan._validation import check_int
 
-__all__ = ["TASKS_DIR", "Outputs", "check_out", "cluster_args", "map_tasks", "run_tasks", "task_key"]
+__all__ = ["TASKS_DIR", "Outputs", "StudyResult", "check_out", "cluster_args", "map_tasks", "run_tasks", "task_key"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,6 +191,36 @@ def run_tasks(fn: Callable, tasks: list, out_dir: Path, *, study: str, workers=N
     map_tasks(fn, [tasks[i] for i in todo], workers=workers, scheduler=scheduler, progress=progress, desc=study,
               on_result=save)
     return runs, len(tasks) - len(todo)
+
+
+@dataclass(kw_only=True)
+class StudyResult:
+    """What every study returns (each study's result adds its own fields).
+
+    Attributes
+    ----------
+    out_dir : Path
+    params : dict
+        The study's parameters (as in its ``<study>_study.json``).
+    runs : list of dict
+        One per task, in the order of the tasks.
+    summary : list of dict
+        One row per table line of the study's summary.
+    wall_time : float
+        Seconds.
+    files : dict
+        name -> path of every file written.
+    resumed : int
+        Tasks read from the records of an earlier, interrupted call (``out/tasks/``) instead of run.
+    """
+
+    out_dir: Path
+    params: dict
+    runs: list
+    summary: list
+    wall_time: float
+    files: dict = field(default_factory=dict)
+    resumed: int = 0
 
 
 class Outputs:

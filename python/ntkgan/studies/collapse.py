@@ -63,13 +63,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ntkgan._validation import check_int, check_real, check_reals
-from ntkgan.studies._common import Outputs, check_out, cluster_args, run_tasks
+from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, run_tasks
 from ntkgan.studies._transition import transition_point
 from ntkgan.studies._transition import transition_text as _transition_text
 
@@ -115,15 +115,12 @@ FINAL_COLUMNS = ("setting", "ratio", "seed", "diversity", "last", "modes_covered
 SUMMARY_COLUMNS = ("setting", "ratio", "mean", "std", "n_ok")
 
 
-@dataclass
-class CollapseResult:
-    """What :func:`collapse_study` returns.
+@dataclass(kw_only=True)
+class CollapseResult(StudyResult):
+    """What :func:`collapse_study` returns: the fields of :class:`~ntkgan.studies._common.StudyResult` and
 
     Attributes
     ----------
-    out_dir : Path
-    params : dict
-        The study's parameters (as in ``collapse_study.json``).
     runs : list of dict
         One per (setting, ratio, seed): ``setting, ratio, seed, steps`` (ndarray), ``diversity``
         (ndarray, NaN after a divergence), ``final`` (mean over the final window), ``last``,
@@ -136,23 +133,10 @@ class CollapseResult:
         final diversity never exceeds the threshold, or exceeds it already at the smallest ratio).
     threshold : float
         ``log(K) / 2``.
-    wall_time : float
-        Seconds.
-    files : dict
-        name -> path of every file written.
-    resumed : int
-        Tasks read from the records of an earlier, interrupted call (``out/tasks/``) instead of run.
     """
 
-    out_dir: Path
-    params: dict
-    runs: list
-    summary: list
     transitions: dict
     threshold: float
-    wall_time: float
-    files: dict = field(default_factory=dict)
-    resumed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------

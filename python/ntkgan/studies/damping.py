@@ -75,13 +75,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ntkgan._validation import check_int, check_real, check_reals
-from ntkgan.studies._common import Outputs, check_out, cluster_args, run_tasks
+from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, run_tasks
 from ntkgan.studies._damping_model import (
     continuous_roots,
     decay_rate,
@@ -128,15 +128,12 @@ SUMMARY_COLUMNS = (
 )
 
 
-@dataclass
-class DampingResult:
-    """What :func:`damping_study` returns.
+@dataclass(kw_only=True)
+class DampingResult(StudyResult):
+    """What :func:`damping_study` returns: the fields of :class:`~ntkgan.studies._common.StudyResult` and
 
     Attributes
     ----------
-    out_dir : Path
-    params : dict
-        The study's parameters (as in ``damping_study.json``).
     runs : list of dict
         One per (lambda, seed): ``lam, seed, steps, mean_error, f_fake_mean, f_probe`` (arrays, one entry per
         step from 0), ``sinkhorn_steps, sinkhorn``, ``A`` (d, d), ``rate``, ``steps_to_tol``, ``status``.
@@ -148,21 +145,10 @@ class DampingResult:
         The linearised model: ``A`` (mean over seeds), ``a`` (along the shift), ``eta_g``, ``omega``,
         ``lambda_c`` (continuous time), ``lambda_best`` (maximiser of the discrete map's rate on a fine grid),
         ``rate_best``.
-    wall_time : float
-    files : dict
-    resumed : int
-        Tasks read from the records of an earlier, interrupted call (``out/tasks/``) instead of run.
     """
 
-    out_dir: Path
-    params: dict
-    runs: list
-    summary: list
     fastest_lambda: float
     model: dict
-    wall_time: float
-    files: dict = field(default_factory=dict)
-    resumed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,15 +3,25 @@
 # The venv is installed in levels, each with its own stamp file:
 #   $(RUN_STAMP)   the package, its runtime dependencies and the Rust extension (release):
 #                  what `make run` needs
-#   $(FULL_STAMP)  + the extras jax, test, bench, dask: what `make test`, `make bench` and `make lint` need
+#   $(FULL_STAMP)  + the extras jax, oracle (the pinned jax 0.4.30 + neural-tangents set), test, bench, dask:
+#                  what `make test`, `make bench` and `make lint` need
 # `make run` on a fresh clone installs only the first level; a later `make test` adds the extras to that venv.
+#
+# A second, light venv $(JAXNEW_VENV) holds the current JAX release (no neural-tangents) with the runtime and
+# test dependencies only; it runs the JAX tests ($(JAXNEW_TESTS)) on the package of the source tree
+# (PYTHONPATH=python, with the Rust extension level 1 built there), so the "jax" backend and the compiled
+# flow steps are tested on both JAX versions.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 FULL_STAMP := $(VENV)/.installed-full
-EXTRAS := jax,test,bench,dask
+EXTRAS := jax,oracle,test,bench,dask
+JAXNEW_VENV := .venv-jaxnew
+JAXNEW_PY := $(JAXNEW_VENV)/bin/python
+JAXNEW_STAMP := $(JAXNEW_VENV)/.installed
+JAXNEW_TESTS := tests/test_jax_native.py
 RUST_SOURCES := $(shell find rust -name '*.rs')
 MATURIN := maturin>=1.7,<2
 
@@ -23,8 +33,8 @@ ZIGLANG := ziglang==0.15.2
 WHEEL_FLAGS := --release --zig --compatibility manylinux2014
 WHEEL_DIR := dist
 
-.PHONY: all install install-run build-dev build-prod wheel test test-rust test-py run bench lint lint-python \
-        lint-rust format clean
+.PHONY: all install install-run install-jax-current build-dev build-prod wheel test test-rust test-py \
+        test-jax-current run bench lint lint-python lint-rust format clean
 
 all: build-dev lint test
 
@@ -45,6 +55,16 @@ $(FULL_STAMP): pyproject.toml | $(RUN_STAMP)
 	@touch $@
 
 install-run: $(RUN_STAMP)
+
+# The current-JAX venv: pyproject's runtime dependencies, its `jax` extra (unpinned above: the latest
+# release) and pytest + hypothesis; not ntkgan itself (the tests import it from python/).
+$(JAXNEW_STAMP): pyproject.toml
+	$(PY) -m venv $(JAXNEW_VENV)
+	$(JAXNEW_PY) -m pip install -q --upgrade pip
+	$(JAXNEW_PY) -m pip install -q $$($(PY) .ci/jax_current_requirements.py)
+	@touch $@
+
+install-jax-current: $(JAXNEW_STAMP)
 
 install: $(RUN_STAMP) $(FULL_STAMP)
 
@@ -70,7 +90,11 @@ test-rust:
 test-py: install
 	$(VPY) -m pytest
 
-test: install test-rust test-py
+# The JAX tests again on the current JAX release (the oracle's tests skip there, naming why).
+test-jax-current: $(JAXNEW_STAMP) $(RUN_STAMP)
+	PYTHONPATH=python $(JAXNEW_PY) -m pytest -q $(JAXNEW_TESTS)
+
+test: install test-rust test-py test-jax-current
 
 # The main job on its defaults: a short particle run (inf_ipm, relu, eight_gaussians, 2 000 steps)
 # writing runs/quickstart (metrics.csv, snapshots, animation.gif, metrics.png).  Needs level 1 only.
@@ -96,4 +120,4 @@ format:
 	$(VENV)/bin/ruff format python tests benches || true
 
 clean:
-	rm -rf target $(VENV) python/ntkgan/_core*.so .pytest_cache .hypothesis $(WHEEL_DIR)
+	rm -rf target $(VENV) $(JAXNEW_VENV) python/ntkgan/_core*.so .pytest_cache .hypothesis $(WHEEL_DIR)

@@ -2,7 +2,10 @@
 
 - ``assert_close(actual, expected, rtol, atol)``: checks every value is finite first, then compares.
 - ``backend`` fixture: every installed kernel backend (POT's ``nx`` fixture idea).
-- ``requires_jax``: skip marker with the reason, only when JAX/neural-tangents are truly absent.
+- ``requires_jax``: skip marker with the reason, only when JAX is truly absent (the ``"jax"`` backend
+  and the compiled flow steps need JAX only, any release from 0.4.30 on).
+- ``requires_nt``: skip marker for the neural-tangents oracle (``backend="neural_tangents"``,
+  ``Mlp.to_stax()``), which imports only on the pinned set (``ntkgan[oracle]``: jax 0.4.30).
 - hypothesis profile ``ci`` (derandomised, no deadline) is loaded when ``CI`` is set.
 """
 
@@ -26,8 +29,23 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 HAS_JAX = "jax" in backends.available()
-requires_jax = pytest.mark.skipif(
-    not HAS_JAX, reason='JAX/neural-tangents not installed (pip install "ntkgan[jax]")'
+requires_jax = pytest.mark.skipif(not HAS_JAX, reason='JAX is not installed (pip install "ntkgan[jax]")')
+
+
+def _neural_tangents_imports() -> bool:
+    """Whether the oracle really imports (installed is not enough: 0.6.5 fails on jax >= 0.4.38)."""
+    if "neural_tangents" not in backends.available(oracles=True):
+        return False
+    try:
+        backends.get_backend("neural_tangents")
+    except ImportError:
+        return False
+    return True
+
+
+HAS_NT = _neural_tangents_imports()
+requires_nt = pytest.mark.skipif(
+    not HAS_NT, reason='the neural-tangents oracle needs the pinned set (pip install "ntkgan[oracle]")'
 )
 
 

@@ -1,4 +1,9 @@
-"""The "rust" and "jax" backends agree (``python/ntkgan/backends/_rust.py`` and ``_jax.py``).
+"""The "rust" and "jax" backends agree with each other and with the neural-tangents oracle
+(``python/ntkgan/backends/_rust.py``, ``_jax_native.py`` and ``_neural_tangents.py``).
+
+Each property compares the Rust backend with ``other``: the ``"jax"`` backend (native ``jax.numpy``
+recursions; needs JAX only) and the ``"neural_tangents"`` oracle (needs the pinned set, ``ntkgan[oracle]``);
+each is skipped with the reason where it does not import.
 
 Hypothesis draws random architectures (depth 1-6, w_std 0.5-2, b_std 0-4 with exact 0 often, both
 parameterizations, every activation the Rust backend implements) and random inputs (d = 1..64, up to 12
@@ -7,14 +12,14 @@ norms (1e3).  Kernels (NTK and NNGP), kernel gradients (cusp convention at dupli
 mat-vecs must agree to relative 1e-10 (``atol = 1e-10 * max|reference|``).
 
 Every pair compared is exactly coincident, exactly parallel without bias, or well apart: the JAX backend
-(neural-tangents' closed forms) computes ``s = sqrt(Sxx Syy - Sxy^2)`` by cancellation and loses accuracy
+and the oracle (neural-tangents' closed forms) compute ``s = sqrt(Sxx Syy - Sxy^2)`` by cancellation and loses accuracy
 for nearly coincident points, while the Rust backend does not (tests/test_near_coincident.py).  "Well
 apart" means ``|x - y| >= 1e-3 |x|`` and, since bias and small ``w_std`` shrink the angle between the two
 inputs from layer to layer, an angle with ``sin^2 >= MIN_SIN2`` at every layer where it matters
 (:func:`_usable_pairs`); columns of ``y`` (rows of x) failing this are dropped before comparing.
 
-Each new architecture and shape costs the JAX backend one jit compilation (~0.1-1 s), hence the modest
-``max_examples``.
+Each new architecture and shape costs the JAX backend and the oracle one jit compilation (~0.1-1 s),
+hence the modest ``max_examples``.
 """
 
 from __future__ import annotations
@@ -22,12 +27,11 @@ from __future__ import annotations
 import ntkgan
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import HAS_JAX, HAS_NT, assert_close
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 pytestmark = [
-    requires_jax,
     pytest.mark.jax,
     pytest.mark.skipif(
         "rust" not in ntkgan.backends.available(),
@@ -37,6 +41,14 @@ pytestmark = [
 
 KINDS = ("ntk", "nngp")
 RTOL = 1e-10
+
+#: What the Rust backend is compared with: the "jax" backend and the neural-tangents oracle.
+OTHERS = [
+    pytest.param("jax", marks=pytest.mark.skipif(not HAS_JAX, reason='JAX is not installed '
+                                                 '(pip install "ntkgan[jax]")')),
+    pytest.param("neural_tangents", marks=pytest.mark.skipif(
+        not HAS_NT, reason='the neural-tangents oracle needs the pinned set (pip install "ntkgan[oracle]")')),
+]
 
 
 def _settings(n: int):
@@ -204,26 +216,28 @@ def _describe(arch, kind, x, y, w=None) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("other", OTHERS)
 @_settings(40)
 @given(data=st.data())
-def test_kernels_agree(data):
+def test_kernels_agree(other, data):
     arch, kind, x, y = _cases(data.draw)
     y = y[_usable_pairs(arch, x, y).all(axis=0)]
     assume(y.shape[0] > 0)
     k_rust = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="rust")
-    k_jax = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="jax")
-    _agree(k_jax, k_rust, "kernel", _describe(arch, kind, x, y), _rtol(arch, x, y))
+    k_other = ntkgan.kernel(x, y, arch=arch, kind=kind, backend=other)
+    _agree(k_other, k_rust, "kernel", _describe(arch, kind, x, y), _rtol(arch, x, y))
 
 
+@pytest.mark.parametrize("other", OTHERS)
 @_settings(25)
 @given(data=st.data())
-def test_kernel_grads_agree(data):
+def test_kernel_grads_agree(other, data):
     arch, kind, x, y = _cases(data.draw)
     y = y[_usable_pairs(arch, x, y).all(axis=0)]
     assume(y.shape[0] > 0)
     w = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=y.shape[0])
     g_rust = ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend="rust")
-    g_jax = ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend="jax")
+    g_other = ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend=other)
     # absolute floor: the gradient is a sum of terms of size ~ |w| |k| / |x|; where they cancel (a
     # smooth kernel at an exact duplicate has zero gradient) both backends keep ~1e-16 of that size
     k = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="rust")
@@ -231,13 +245,14 @@ def test_kernel_grads_agree(data):
     floor = RTOL * np.abs(k).max() * np.abs(w).sum() / max(float(norms[norms > 0].min(initial=1.0)), 1e-3)
     rtol = _rtol(arch, x, y)
     scale = float(np.abs(g_rust).max()) if g_rust.size else 0.0
-    assert_close(g_jax, g_rust, rtol=rtol, atol=max(rtol * scale, floor),
+    assert_close(g_other, g_rust, rtol=rtol, atol=max(rtol * scale, floor),
                  err_msg=f"kernel_grad: {_describe(arch, kind, x, y, w)}")
 
 
+@pytest.mark.parametrize("other", OTHERS)
 @_settings(12)
 @given(data=st.data())
-def test_value_and_grad_at_own_points_agree(data):
+def test_value_and_grad_at_own_points_agree(other, data):
     """kernel_value_and_grad(x, [x; z], w): the Rust backend's symmetric pass over the x-x block (each
     unordered pair once, both gradients from it; ABReLU family and erf) against JAX, and against Rust's
     plain pass ([z; x])."""
@@ -253,7 +268,7 @@ def test_value_and_grad_at_own_points_agree(data):
     plain = np.r_[k:z.shape[0], 0:k]
     f_plain, g_plain = ntkgan.kernel_value_and_grad(x, z[plain], w[plain], arch=arch, kind=kind,
                                                     backend="rust")
-    f_jax, g_jax = ntkgan.kernel_value_and_grad(x, z, w, arch=arch, kind=kind, backend="jax")
+    f_other, g_other = ntkgan.kernel_value_and_grad(x, z, w, arch=arch, kind=kind, backend=other)
     case = _describe(arch, kind, x, z, w)
     rtol = _rtol(arch, x, z)
     kk = ntkgan.kernel(x, z, arch=arch, kind=kind, backend="rust")
@@ -265,13 +280,15 @@ def test_value_and_grad_at_own_points_agree(data):
     _agree(f_plain, f_rust, "values, plain pass", case, tight)
     assert_close(g_plain, g_rust, rtol=tight, atol=max(tight * scale, tight * terms),
                  err_msg=f"gradient, plain pass: {case}")
-    _agree(f_jax, f_rust, "values, jax", case, rtol)
-    assert_close(g_jax, g_rust, rtol=rtol, atol=max(rtol * scale, RTOL * terms), err_msg=f"gradient, jax: {case}")
+    _agree(f_other, f_rust, f"values, {other}", case, rtol)
+    assert_close(g_other, g_rust, rtol=rtol, atol=max(rtol * scale, RTOL * terms),
+                 err_msg=f"gradient, {other}: {case}")
 
 
+@pytest.mark.parametrize("other", OTHERS)
 @_settings(15)
 @given(data=st.data())
-def test_kernel_matvecs_and_symmetric_kernels_agree(data):
+def test_kernel_matvecs_and_symmetric_kernels_agree(other, data):
     """kernel(x) (y = None: pairs within x), kernel_matvec(x, None, v) and kernel_matvec(x, y, v)."""
     arch, kind, x, y = _cases(data.draw)
     x = _usable_rows(arch, np.concatenate([x, y]))  # rows of x now repeat and oppose one another
@@ -287,7 +304,7 @@ def test_kernel_matvecs_and_symmetric_kernels_agree(data):
     ]:
         fn = ntkgan.kernel if name.startswith("kernel(") else ntkgan.kernel_matvec
         expected = fn(*args, arch=arch, kind=kind, backend="rust")
-        _agree(fn(*args, arch=arch, kind=kind, backend="jax"), expected, name, case, _rtol(arch, x, x))
+        _agree(fn(*args, arch=arch, kind=kind, backend=other), expected, name, case, _rtol(arch, x, x))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -296,7 +313,7 @@ def test_kernel_matvecs_and_symmetric_kernels_agree(data):
 
 
 @pytest.mark.parametrize("seed", [5, 8])
-@pytest.mark.parametrize("backend", ["jax", "rust"])
+@pytest.mark.parametrize("backend", ["rust", *OTHERS])
 def test_regression_rbf_kernel_at_duplicate_of_large_norm(backend, seed):
     """Found by test_kernels_agree.  Without bias the RBF variance is 1 after every layer, so the NNGP at
     x = y is exactly ``w_std**2``; rounding in ``Sxx + Syy - 2 Sxy`` at the first layer (|x| ~ 950) is
@@ -308,7 +325,7 @@ def test_regression_rbf_kernel_at_duplicate_of_large_norm(backend, seed):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("backend", ["jax", "rust"])
+@pytest.mark.parametrize("backend", ["rust", *OTHERS])
 def test_regression_rbf_gradient_at_duplicate_next_to_a_far_point(backend, seed):
     """Found by test_kernel_grads_agree.  For RBF ``k(x, x)`` is constant, so ``d/dx k(x, y)|_{y=x} = 0``
     exactly and with ``y = [x, far]`` the gradient is ``d/dx k(x, far)`` alone, ~1e-10 here: a

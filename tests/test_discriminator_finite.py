@@ -2,7 +2,7 @@
 
 References used: centred finite differences (float64) of the loss and of the network; JAX autodiff and
 JAX gradient descent of the same network built by ``Mlp.to_stax()`` with the same parameter values, the
-losses written out again in ``jax.numpy`` (requires_jax); the out-of-place update of
+losses written out again in ``jax.numpy`` (requires_nt); the out-of-place update of
 :func:`ntkgan.finite.sgd_update`; and, for the width limit, the discrete-time infinite-width solution
 ``train_discriminator(..., width=None, dynamics="gd")``.
 """
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -157,7 +157,7 @@ def _stax(params):
     return _to_stax_params(params)
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 @pytest.mark.parametrize("par", ["ntk", "standard"])
 def test_param_grad_matches_jax_autodiff(loss, par):
@@ -180,7 +180,7 @@ def test_param_grad_matches_jax_autodiff(loss, par):
                                                            net(_stax(disc.params), real))), rtol=1e-12)
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("loss", ["lsgan", "vanilla"])
 @pytest.mark.parametrize("f0", ["zero", "random"])
 def test_training_matches_jax_gradient_descent(loss, f0):

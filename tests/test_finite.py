@@ -1,7 +1,7 @@
 """Tests of python/ntkgan/finite.py: finite-width networks, hand-written backprop, empirical NTK.
 
 References used: centred finite differences (float64), JAX autodiff of the same network built by
-``Mlp.to_stax(out_dim)`` with the same parameter values (requires_jax), an explicit Jacobian ``J J^T``,
+``Mlp.to_stax(out_dim)`` with the same parameter values (requires_nt), an explicit Jacobian ``J J^T``,
 and the first-order effect of a gradient step.  The Monte Carlo check of the empirical NTK against the
 closed-form kernels lives in tests/test_empirical_ntk.py.
 """
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -200,7 +200,7 @@ def _to_stax_params(params):
     return out
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("par", PARAMS)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_against_jax_autodiff_of_stax_network(act, par):
@@ -232,7 +232,7 @@ def test_against_jax_autodiff_of_stax_network(act, par):
         assert_close(a, np.asarray(b), rtol=1e-10, atol=1e-13)
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("par", PARAMS)
 @pytest.mark.parametrize("act", ["relu", "erf"])
 def test_empirical_ntk_matches_jax_jacobian(act, par):

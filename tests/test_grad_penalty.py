@@ -8,7 +8,7 @@ double-backprop workers), ``python/ntkgan/discriminator/_finite.py`` (``grad_pen
 References used: the penalty value computed directly from :func:`ntkgan.finite.input_grad`; a linear
 network's closed form; centred finite differences (float64) of that direct value; JAX autodiff
 (``jax.grad`` of the mean squared ``jax.grad`` input gradient) of the same network built by
-``Mlp.to_stax()`` (requires_jax); the out-of-place update of :func:`ntkgan.finite.sgd_update`.
+``Mlp.to_stax()`` (requires_nt); the out-of-place update of :func:`ntkgan.finite.sgd_update`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 from ntkgan import finite as F
 from ntkgan.arch import ACTIVATIONS, Activation, Erf, Gelu, Mlp, Rbf, Sigmoid, Sin
 from ntkgan.discriminator import train_discriminator
@@ -147,7 +147,7 @@ def _to_stax_params(params):
     return out
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("antisymmetric", [False, True])
 @pytest.mark.parametrize("par", PARS)
 @pytest.mark.parametrize("act", ["relu", "erf", Rbf(0.5), Gelu(), ("leaky_relu", 0.2)])
@@ -285,7 +285,7 @@ def test_penalised_loss_decreases_along_its_gradient():
     assert_close(before - after, lr * gnorm2, rtol=1e-3)
 
 
-@requires_jax
+@requires_nt
 def test_penalised_training_matches_jax_gradient_descent():
     import jax
     import jax.numpy as jnp

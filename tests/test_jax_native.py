@@ -43,7 +43,7 @@ def _neural_tangents():
     except Exception as exc:  # noqa: BLE001 - ImportError, or AttributeError etc. on a newer jax
         pytest.skip(
             f"neural-tangents (the oracle) is not importable here ({type(exc).__name__}: {exc}); "
-            'it needs the pinned set: pip install "ntkgan[jax]" (jax 0.4.30)'
+            'it needs the pinned set: pip install "ntkgan[oracle]" (jax 0.4.30)'
         )
     return neural_tangents
 

@@ -199,10 +199,10 @@ def test_matvec_equals_kernel_times_v(backend, data, kind, sym):
     scale = np.abs(k) @ np.abs(v)
     assert kv.shape == (n,)
     assert np.isfinite(kv).all()
-    # JAX: XLA compiles the two calls for different shapes (FMA contraction differs), and neural-tangents'
-    # erf formula loses ~1e-16 * (1 + 2 Sxx) relative at large inputs (see the strict xfail on it): seen
-    # 6e-10 at outputs ~770 and 4e-6 at rows of norm 6.5e5 (Sxx ~ 2.4e11).  Rust evaluates the same pair
-    # the same way in both.
+    # JAX: XLA compiles the two calls for different shapes (FMA contraction differs), and the erf dual's
+    # s^2 = Sxx Syy - Sxy^2, a difference (as in neural-tangents), loses ~1e-16 * (1 + 2 Sxx) relative at
+    # large inputs (neural-tangents, which forms all of r^2 so, gave 6e-10 at outputs ~770 and 4e-6 at rows
+    # of norm 6.5e5, Sxx ~ 2.4e11).  Rust evaluates the same pair the same way in both.
     rtol = 1e-12 if backend == "rust" else 1e-9
     if backend == "jax" and arch in SMOOTH_ARCHS:
         s_max = arch.w_std**2 * np.max(np.sum(x * x, axis=1)) / d + arch.b_std**2
@@ -746,9 +746,8 @@ def _erf_diagonal_reference(x, arch: Mlp):
 
 def test_regression_y_none_equals_y_x_at_norm_3000(backend):
     """Found by hypothesis (JAX backend): Erf NTK with a row 2000 (1, 1, 1); kernel(x) and kernel(x, x)
-    must agree to rtol 1e-12 (the cancelling r of the Erf dual amplifies rounding differences)."""
-    if backend == "jax":
-        pytest.xfail("neural-tangents computes Erf's r = sqrt((1+2Sxx)(1+2Syy) - 4Sxy^2) literally: 9e-10 apart")
+    must agree to rtol 1e-12 (the cancelling r of the Erf dual amplifies rounding differences; the
+    neural-tangents oracle, which computes r = sqrt((1+2Sxx)(1+2Syy) - 4Sxy^2) literally, is 9e-10 off)."""
     x = np.array([[2.0, 2.0, 2.0]] * 4 + [[2000.0, 2000.0, 2000.0]])
     for kind in KINDS:
         k_sym = ntkgan.kernel(x, arch=SMOOTH_ARCHS[0], kind=kind, backend=backend)
@@ -761,20 +760,14 @@ def test_erf_diagonal_accurate_at_huge_norms(backend, scale):
     """Erf network, k(x, x) at |x| up to 1e12: the diagonal must stay finite and accurate.
 
     r = sqrt((1 + 2 Sxx)(1 + 2 Syy) - 4 Sxy^2) computed literally cancels (to 0 once Sxx ~ 1e16); the
-    reference uses r = sqrt(1 + 4 S).  neural-tangents (JAX backend) computes it literally, so on JAX
-    only finiteness up to 1e6 is required.
+    reference uses r = sqrt(1 + 4 S), and so do both backends (the neural-tangents oracle computes it
+    literally: only finite up to 1e6).
     """
     arch = Mlp(depth=2, activation=("erf", 1.0, 0.7, 0.1), w_std=1.3, b_std=0.4)
     x = scale * np.array([[1.0, -0.5, 0.25], [0.0, 0.0, 1.0], [2.0, 1.0, 0.0], [0.1, 0.2, 0.3], [-1, -1, -1]])
-    if backend == "jax":
-        arch = JAX_ARCHS[0]
     s_ref, t_ref = _erf_diagonal_reference(x, arch)
     for kind, ref in (("nngp", s_ref), ("ntk", t_ref)):
         k = ntkgan.kernel(x, arch=arch, kind=kind, backend=backend)
-        if backend == "jax":
-            if scale <= 1e6:
-                assert np.isfinite(k).all()
-            continue
         assert_close(np.diag(k), ref, rtol=1e-10, err_msg=f"{kind} at |x| ~ {scale:g}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import ntkgan
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -329,7 +329,7 @@ def _usable(name):
         pytest.skip(f"backend {name!r} not importable yet: {exc}")
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("kind", ["ntk", "nngp"])
 def test_mmd_with_mlp_matches_neural_tangents(backend, kind):
     _usable(backend)
@@ -351,7 +351,7 @@ def test_mmd_with_mlp_matches_neural_tangents(backend, kind):
     )
 
 
-@requires_jax
+@requires_nt
 def test_mmd_with_mlp_glue(monkeypatch):
     # Checks how mmd2 drives ntkgan.kernel / kernel_matvec (arguments passed through, V and U statistics),
     # with those two replaced by neural-tangents Gram matrices, so it runs before any backend is built.

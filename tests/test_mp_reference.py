@@ -17,7 +17,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 from mp_reference import (
     DPS,
     diag_kernel_and_grad_mp,
@@ -113,7 +113,7 @@ def test_rbf_depth1_gaussian_closed_form():
 # ---------------------------------------------------------------------------------------------------
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"{a.activation}-{a.parameterization}-L{a.depth}")
 def test_reference_matches_neural_tangents(arch, kind):
@@ -126,7 +126,7 @@ def test_reference_matches_neural_tangents(arch, kind):
         assert rel_err(g_nt[i], g_ref) <= 1e-12, (i, [float(v) for v in g_ref], g_nt[i])
 
 
-@requires_jax
+@requires_nt
 def test_neural_tangents_error_grows_as_points_approach():
     """Near x = y neural-tangents loses ~eps/|x-y|^2 on the ReLU gradient; the reference sees it as such.
 
@@ -218,7 +218,7 @@ def test_coincident_gradient_is_half_diagonal_gradient(arch):
         assert err_fd <= mpmath.mpf("1e-40"), (kind, float(err_fd))
 
 
-@requires_jax
+@requires_nt
 def test_neural_tangents_follows_the_same_cusp_convention():
     """At x = y neural-tangents' safe sqrt gives the reference's convention gradient.
 

@@ -49,7 +49,7 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import HAS_JAX, requires_jax
+from conftest import HAS_NT, requires_nt
 from mp_reference import diag_kernel_and_grad_mp, kernel_and_grad_mp, kernel_grad, nt_pairs, rel_err
 
 import ntkgan
@@ -174,7 +174,7 @@ def test_rust_near_coincident_matches_mp_reference(case, kind):
 
 
 @requires_rust
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("arch", RELU_ARCHS, ids=_arch_id)
 def test_rust_at_least_as_accurate_as_neural_tangents(arch):
     """At every delta, the Rust backend's worst error is <= neural-tangents' worst error (or FLOOR).
@@ -364,7 +364,7 @@ def _table() -> str:  # pragma: no cover - run by hand: python tests/test_near_c
                 rows = {}
                 if HAS_RUST:
                     rows["rust"] = _errors(*_rust_pairs(x, y, arch, kind), ref)
-                if HAS_JAX:
+                if HAS_NT:
                     rows["neural-tangents"] = _errors(*nt_pairs(x, y, arch, kind), ref)
                 for name, (ek, eg) in rows.items():
                     old = worst.get(name, (np.zeros_like(ek), np.zeros_like(eg)))
@@ -376,7 +376,7 @@ def _table() -> str:  # pragma: no cover - run by hand: python tests/test_near_c
 
 
 if __name__ == "__main__":  # pragma: no cover
-    if HAS_JAX:
+    if HAS_NT:
         import jax
 
         jax.config.update("jax_enable_x64", True)

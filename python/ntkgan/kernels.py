@@ -59,7 +59,8 @@ def kernel(x, y=None, *, arch: Mlp, kind: str = "ntk", backend: str | None = Non
     arch : Mlp
     kind : {"ntk", "nngp"}, default="ntk"
     backend : {"rust", "jax"}, default=None
-        None means ``$NTKGAN_BACKEND`` or ``"rust"``.
+        None means ``$NTKGAN_BACKEND`` or ``"rust"``; the tests' oracle ``"neural_tangents"`` is also
+        accepted (:mod:`ntkgan.backends`).
 
     Returns
     -------

@@ -1,9 +1,12 @@
-r"""Native JAX kernels: the closed-form NNGP/NTK recursions of :class:`~ntkgan.arch.Mlp` in ``jax.numpy``.
+r"""The ``"jax"`` backend: the closed-form NNGP/NTK recursions of :class:`~ntkgan.arch.Mlp` in ``jax.numpy``.
 
 No neural-tangents: this module imports ``jax`` and ``numpy`` only, so it works on current JAX releases
 (where neural-tangents 0.6.5 no longer imports) as well as on the pinned set (jax 0.4.30).  It computes,
-on JAX's default device (the GPU when there is one), the same numbers as :mod:`ntkgan.backends._jax`
-(neural-tangents with exact handling of coincident inputs) and the Rust backend.
+on JAX's default device (the GPU when there is one), the same numbers as the Rust backend and as the
+neural-tangents oracle :mod:`ntkgan.backends._neural_tangents` (neural-tangents with exact handling of
+coincident inputs).  Its tile functions (:func:`tile_parts`, :func:`tile_contract`, :func:`tile_kernel`,
+:func:`same_rows`) are traceable: the compiled flow steps of :mod:`ntkgan.jax_path` call them inside
+``jax.jit``.
 
 **Importing this module enables float64 in JAX for the whole process**
 (``jax.config.update("jax_enable_x64", True)``): the kernels are computed and returned in float64.
@@ -50,16 +53,18 @@ Transcendentals that XLA evaluates by a scalar libm call per element on the CPU 
 vectorisable arithmetic: ``atan2`` by the Cephes rational approximation (the Rust backend's, about 1 ulp)
 and ``expm1`` by its Taylor series below 1/2 (about 1 ulp); both carry exact derivative rules.
 
-Conventions at coincident inputs (those of :mod:`ntkgan.kernels`, the Rust backend and ``_jax``)
+Conventions at coincident inputs (those of :mod:`ntkgan.kernels`, the Rust backend and the oracle)
 -----------------------------------------------------------------------------------------------------
 For the ReLU family ``s`` vanishes at ``x = y`` (without bias also at ``x = 0`` and on the line through
 ``y``): the kernel's cusp, where the derivative of ``s`` is taken as 0 (neural-tangents' safe square
 root), which gives :math:`\nabla_1 k(x, y)|_{y=x} = \tfrac12 \nabla[k(x, x)]`.  In float64 ``Sxx Syy -
-Sxy^2`` is rounding noise there, positive about half the time, so, as in :mod:`ntkgan.backends._jax`:
+Sxy^2`` is rounding noise there, positive about half the time, so, as in
+:mod:`ntkgan.backends._neural_tangents`:
 
 1. the input covariances of all rows of ``[x; y]`` come from one reduction, and for exactly equal rows
-   (``x_i == y_j`` bitwise, found on the host) :math:`\Sigma^0_{xy}` takes the value of
-   :math:`\Sigma^0_{xx}` bit for bit while its derivative stays the true ``y_j / d``;
+   (``x_i == y_j`` bitwise, found on the host, or on the device by :func:`same_rows`)
+   :math:`\Sigma^0_{xy}` takes the value of :math:`\Sigma^0_{xx}` bit for bit while its derivative stays
+   the true ``y_j / d``;
 2. ``s^2`` is taken as 0, with derivative 0, where ``s^2 <= S2_RTOL * Sxx Syy`` (:data:`S2_RTOL` =
    2**-44, a relative floor: right for tiny and huge inputs alike).  For erf and GELU, where ``s^2``
    only enters ``r^2``, that is the true derivative at ``x = y`` (``s^2 >= 0`` has its minimum there);
@@ -69,7 +74,7 @@ Sxy^2`` is rounding noise there, positive about half the time, so, as in :mod:`n
    so it is exactly symmetric.
 
 Away from coincident inputs the numbers are neural-tangents' closed forms (tests compare to 1e-12).  Like
-neural-tangents (and ``_jax``), ``s`` is computed as a difference, so for pairs at a small angle
+neural-tangents (and its oracle backend), ``s`` is computed as a difference, so for pairs at a small angle
 ``theta`` (``0 < |x - y| << |x|``, or near the ray without bias) it keeps only about
 ``1e-16 / sin^2 theta`` relative accuracy; the Rust backend is accurate there.
 
@@ -117,7 +122,11 @@ __all__ = [
     "kernel_grad",
     "kernel_matvec",
     "kernel_value_grad",
+    "same_rows",
     "supports",
+    "tile_contract",
+    "tile_kernel",
+    "tile_parts",
 ]
 
 #: Most kernel entries (``rows * cols``) one compiled call evaluates; None: :func:`_chunk_entries` picks
@@ -390,16 +399,86 @@ def _weighted_differences(c, x, y):
     return jnp.sum(c[:, :, None] * (x[:, None, :] - y[None, :, :]), axis=1)
 
 
-def _invariants(arch: Mlp, x, y, lx, ly):
-    """``(qx (r, 1), qy (1, c), s0, gram, dist)`` of a tile (see :func:`_pair_kernel`)."""
+def _invariants(arch: Mlp, x, y, same):
+    """``(qx (r, 1), qy (1, c), s0, gram, dist)`` of a tile (see :func:`_pair_kernel`).
+
+    ``same`` (r, c) is True where ``x_i`` and ``y_j`` are the same point (bitwise equal rows): there
+    ``s0 = qx`` exactly, so that ``Sxx Syy - Sxy^2`` is exactly 0 at every layer."""
     d = x.shape[1]
     z = jnp.concatenate([x, y], axis=0)
     q = jnp.sum(z * z, axis=1) / d  # one reduction: equal rows get bit-identical values
     qx, qy = q[: x.shape[0], None], q[None, x.shape[0]:]
     gram = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST) / d
-    s0 = jnp.where(lx[:, None] == ly[None, :], qx, gram)  # exactly qx at duplicates
+    s0 = jnp.where(same, qx, gram)  # exactly qx at duplicates
     dist = _sq_dist(x, y) / d if _uses_dist(arch) else None
     return qx, qy, s0, gram, dist
+
+
+def same_rows(x, y):
+    """``(r, c)`` booleans, True where the rows ``x_i`` and ``y_j`` are equal (``0.0 == -0.0``), traceable.
+
+    The in-jit counterpart of the host's row labels (:func:`_row_labels`): ``r c d`` comparisons."""
+    if x.shape[1] <= 8:
+        out = x[:, 0, None] == y[None, :, 0]
+        for k in range(1, x.shape[1]):
+            out = out & (x[:, k, None] == y[None, :, k])
+        return out
+    return jnp.all(x[:, None, :] == y[None, :, :], axis=-1)
+
+
+def _needs(arch: Mlp, kind: str) -> tuple[bool, bool, bool]:
+    """Which invariants ``k`` depends on: ``(qx, Sigma0, dist)``.  rbf's NNGP on dist only, its NTK also on
+    gram; the others on qx and Sigma0 (= gram but at duplicates), sin also on dist."""
+    rbf = isinstance(arch.activation, Rbf)
+    return not rbf, not (rbf and kind == "nngp"), _uses_dist(arch)
+
+
+def tile_kernel(arch: Mlp, kind: str, x, y, same):
+    """``K[i, j] = k(x_i, y_j)`` of one tile, (r, c); ``same`` as in :func:`_invariants` (traceable)."""
+    return _pair_kernel(arch, kind, x.shape[1], *_invariants(arch, x, y, same))
+
+
+def tile_parts(arch: Mlp, kind: str, x, y, same, w):
+    """``(K, w dk/dqx, w dk/dSigma0, w dk/ddist)`` of one tile (the derivatives that are needed), each (r, c).
+
+    Forward mode on the elementwise pair function, one pass per invariant (traceable)."""
+    needs_q, needs_s, needs_dist = _needs(arch, kind)
+    d = x.shape[1]
+    qx, qy, s0, g, dist = _invariants(arch, x, y, same)
+    primals = (jnp.broadcast_to(qx, s0.shape), s0, g) + ((dist,) if needs_dist else ())
+
+    def fn(qx_, s0_, g_, *dist_):
+        return _pair_kernel(arch, kind, d, qx_, qy, s0_, g_, dist_[0] if dist_ else None)
+
+    one, zero = jnp.ones_like(s0), jnp.zeros_like(s0)
+    directions = []
+    if needs_q:
+        directions.append((one, zero, zero))
+    if needs_s:  # Sigma0 and gram are both <x, y> / d: the same derivative, y_j / d
+        directions.append((zero, one, one))
+    if needs_dist:
+        directions.append((zero, zero, zero, one))
+    k, out = None, []
+    for tangent in directions:  # XLA merges the primal computations of the passes
+        k, dk = jax.jvp(fn, primals, tangent + (zero,) * (len(primals) - len(tangent)))
+        out.append(dk * w[None, :])
+    return (k, *out)
+
+
+def tile_contract(arch: Mlp, kind: str, x, y, w, k, *derivs):
+    """``(K @ w, G)`` of one tile from :func:`tile_parts`, with
+    ``G_i = sum_j [2 x_i d_q + y_j d_s + 2 (x_i - y_j) d_dist]_ij / d`` (traceable)."""
+    needs_q, needs_s, needs_dist = _needs(arch, kind)
+    d = x.shape[1]
+    derivs = list(derivs)
+    g = jnp.zeros(x.shape, x.dtype)
+    if needs_q:
+        g = g + (2.0 / d) * x * jnp.sum(derivs.pop(0), axis=1)[:, None]
+    if needs_s:
+        g = g + jnp.matmul(derivs.pop(0), y, precision=jax.lax.Precision.HIGHEST) / d
+    if needs_dist:  # summed pair by pair: the terms vanish exactly at duplicates
+        g = g + (2.0 / d) * _weighted_differences(derivs.pop(0), x, y)
+    return jnp.matmul(k, w, precision=jax.lax.Precision.HIGHEST), g
 
 
 # --------------------------------------------------------------------------------------------------
@@ -417,55 +496,20 @@ def _invariants(arch: Mlp, x, y, lx, ly):
 
 
 class _Compiled:
-    """jit-compiled tile functions of one ``(arch, kind)``."""
+    """jit-compiled tile functions of one ``(arch, kind)`` (row labels in, :func:`same_rows` semantics)."""
 
     def __init__(self, arch: Mlp, kind: str):
-        pair = functools.partial(_pair_kernel, arch, kind)
-        rbf = isinstance(arch.activation, Rbf)
-        # the invariants k depends on: rbf's NNGP on dist only, its NTK also on gram; the others on qx
-        # and Sigma0 (= gram but at duplicates), sin also on dist
-        needs_q = not rbf
-        needs_s = not (rbf and kind == "nngp")
-        needs_dist = _uses_dist(arch)
+        def same(lx, ly):
+            return lx[:, None] == ly[None, :]
 
         def gram(x, y, lx, ly):
-            return pair(x.shape[1], *_invariants(arch, x, y, lx, ly))
+            return tile_kernel(arch, kind, x, y, same(lx, ly))
 
         def parts(x, y, lx, ly, w):
-            """``(K, w dk/dqx, w dk/dSigma0, w dk/ddist)`` (the derivatives that are needed), each (r, c)."""
-            d = x.shape[1]
-            qx, qy, s0, g, dist = _invariants(arch, x, y, lx, ly)
-            primals = (jnp.broadcast_to(qx, s0.shape), s0, g) + ((dist,) if needs_dist else ())
-
-            def fn(qx_, s0_, g_, *dist_):
-                return pair(d, qx_, qy, s0_, g_, dist_[0] if dist_ else None)
-
-            one, zero = jnp.ones_like(s0), jnp.zeros_like(s0)
-            directions = []
-            if needs_q:
-                directions.append((one, zero, zero))
-            if needs_s:  # Sigma0 and gram are both <x, y> / d: the same derivative, y_j / d
-                directions.append((zero, one, one))
-            if needs_dist:
-                directions.append((zero, zero, zero, one))
-            k, out = None, []
-            for tangent in directions:  # XLA merges the primal computations of the passes
-                k, dk = jax.jvp(fn, primals, tangent + (zero,) * (len(primals) - len(tangent)))
-                out.append(dk * w[None, :])
-            return (k, *out)
+            return tile_parts(arch, kind, x, y, same(lx, ly), w)
 
         def contract(x, y, w, k, *derivs):
-            """``(K @ w, G)`` with ``G_i = sum_j [2 x_i d_q + y_j d_s + 2 (x_i - y_j) d_dist]_ij / d``."""
-            d = x.shape[1]
-            derivs = list(derivs)
-            g = jnp.zeros(x.shape, x.dtype)
-            if needs_q:
-                g = g + (2.0 / d) * x * jnp.sum(derivs.pop(0), axis=1)[:, None]
-            if needs_s:
-                g = g + jnp.matmul(derivs.pop(0), y, precision=jax.lax.Precision.HIGHEST) / d
-            if needs_dist:  # summed pair by pair: the terms vanish exactly at duplicates
-                g = g + (2.0 / d) * _weighted_differences(derivs.pop(0), x, y)
-            return jnp.matmul(k, w, precision=jax.lax.Precision.HIGHEST), g
+            return tile_contract(arch, kind, x, y, w, k, *derivs)
 
         self.gram = jax.jit(gram)
         self.parts = jax.jit(parts)

@@ -1,11 +1,11 @@
-"""Tests of the JAX backend, ``python/ntkgan/backends/_jax.py``, against independent references.
+"""Tests of the neural-tangents oracle, ``python/ntkgan/backends/_neural_tangents.py``, against independent references.
 
 References: the arc-cosine closed forms of a one-hidden-layer ReLU network and the Gaussian kernel of the
 RBF preset (written out in numpy), the diagonal recursion ``k(x, x) = F(|x|^2 / d)`` of the ReLU family
 with its derivative (numpy, forward mode), fourth-order centred finite differences, raw neural-tangents
 ``arch.to_stax()`` away from the cusp, and plain linear algebra (``K @ v``, symmetry, homogeneity).
 
-The JAX backend compiles once per (architecture, kind, shape), so the tests reuse a few shapes.
+The oracle compiles once per (architecture, kind, shape), so the tests reuse a few shapes.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from __future__ import annotations
 import ntkgan
 import numpy as np
 import pytest
-from conftest import assert_close, requires_jax
+from conftest import assert_close, requires_nt
 
-pytestmark = [requires_jax, pytest.mark.jax]
+pytestmark = [requires_nt, pytest.mark.jax]
 
 KINDS = ("ntk", "nngp")
 
 
 def _kernel(x, y, arch, kind):
-    return ntkgan.kernel(x, y, arch=arch, kind=kind, backend="jax")
+    return ntkgan.kernel(x, y, arch=arch, kind=kind, backend="neural_tangents")
 
 
 def _grad(x, y, w, arch, kind):
-    return ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend="jax")
+    return ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend="neural_tangents")
 
 
 def _points(rng, n, d, scale=1.0):
@@ -310,27 +310,27 @@ def test_kernel_matvec_equals_kernel_times_v(kind):
     arch = RELU_ARCHS[0]
     x, y, v = _points(rng, 5, 3), _points(rng, 4, 3), rng.normal(size=4)
     y[0] = x[2]
-    mv = ntkgan.kernel_matvec(x, y, v, arch=arch, kind=kind, backend="jax")
+    mv = ntkgan.kernel_matvec(x, y, v, arch=arch, kind=kind, backend="neural_tangents")
     assert_close(mv, _kernel(x, y, arch, kind) @ v, rtol=1e-13, atol=1e-14 * np.abs(mv).max())
     u = rng.normal(size=5)
-    mv_sym = ntkgan.kernel_matvec(x, None, u, arch=arch, kind=kind, backend="jax")
+    mv_sym = ntkgan.kernel_matvec(x, None, u, arch=arch, kind=kind, backend="neural_tangents")
     assert_close(mv_sym, _kernel(x, None, arch, kind) @ u, rtol=1e-13, atol=1e-14 * np.abs(mv_sym).max())
 
 
 def test_chunked_grad_and_matvec_equal_unchunked(monkeypatch):
     """Small CHUNK_ENTRIES: 7 rows in chunks of 2 (the last one zero-padded) give the same results."""
-    from ntkgan.backends import _jax
+    from ntkgan.backends import _neural_tangents as _jax
 
     rng = np.random.default_rng(9)
     arch = RELU_ARCHS[0]
     x, y, w = _points(rng, 7, 3), _points(rng, 4, 3), rng.normal(size=4)
     y[1] = x[6]  # a duplicate in the padded last chunk
     g_full = _grad(x, y, w, arch, "ntk")
-    mv_full = ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="jax")
+    mv_full = ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="neural_tangents")
     monkeypatch.setattr(_jax, "CHUNK_ENTRIES", 8)
     assert [c[2] for c in _jax._chunks(7, 4)] == [2, 2, 2, 2]
     assert_close(_grad(x, y, w, arch, "ntk"), g_full, rtol=1e-14, atol=1e-15 * np.abs(g_full).max())
-    mv = ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="jax")
+    mv = ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="neural_tangents")
     assert_close(mv, mv_full, rtol=1e-14, atol=1e-15 * np.abs(mv_full).max())
 
 
@@ -342,7 +342,7 @@ def test_outputs_are_writable_float64_numpy_arrays():
         _kernel(x, y, arch, "ntk"),
         _kernel(x, None, arch, "ntk"),
         _grad(x, y, w, arch, "ntk"),
-        ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="jax"),
+        ntkgan.kernel_matvec(x, y, w, arch=arch, kind="ntk", backend="neural_tangents"),
     ]
     for out in outs:
         assert type(out) is np.ndarray and out.dtype == np.float64 and out.flags.writeable
@@ -383,7 +383,7 @@ def test_zero_antipodal_duplicate_and_huge_points_are_finite(kind, b_std):
 
 
 def test_jit_cache_is_per_arch_and_kind():
-    from ntkgan.backends import _jax
+    from ntkgan.backends import _neural_tangents as _jax
 
     arch = RELU_ARCHS[0]
     assert _jax._compiled(arch, "ntk") is _jax._compiled(
@@ -394,7 +394,7 @@ def test_jit_cache_is_per_arch_and_kind():
 
 def test_importing_the_backend_enables_float64():
     import jax
-    from ntkgan.backends import _jax  # noqa: F401
+    from ntkgan.backends import _neural_tangents as _jax  # noqa: F401
 
     assert jax.config.jax_enable_x64
     assert _kernel(np.ones((1, 2)), None, RELU_ARCHS[0], "ntk").dtype == np.float64

@@ -1,4 +1,9 @@
-r"""The JAX backend: neural-tangents kernels in float64, on JAX's default device (the GPU when there is one).
+r"""The neural-tangents oracle (``backend="neural_tangents"``): its kernels in float64, on JAX's default device.
+
+This is the reference the tests compare the ``"rust"`` and ``"jax"`` backends against; it is not a backend a
+run can use (:data:`ntkgan.backends.BACKENDS`).  neural-tangents is archived upstream and imports only on the
+pinned set (``pip install "ntkgan[oracle]"``: jax 0.4.30, neural-tangents 0.6.5); the ``"jax"`` backend is
+:mod:`ntkgan.backends._jax_native`, which needs JAX only.
 
 **Importing this module enables float64 in JAX for the whole process**
 (``jax.config.update("jax_enable_x64", True)``): the kernels are computed and returned in float64.

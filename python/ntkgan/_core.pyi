@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
-#: pairs with sin^2(theta) below this at some ReLU-family layer are recomputed by the stable recursion
+#: pairs with sin^2(theta) below this at some ReLU-family layer (nearly coincident or nearly antipodal)
+#: are recomputed by the stable recursion
 TAU: float
 
 def kernel(

@@ -13,11 +13,12 @@ network, computed by the closed-form layer recursion documented in :mod:`ntkgan.
 
 Gradient convention at the cusp.  For the ReLU family, :math:`k(\cdot, y)` is not differentiable where
 :math:`s = \sqrt{\Sigma_{xx}\Sigma_{yy} - \Sigma_{xy}^2}` vanishes at some layer (``x = y``; with
-``b_std = 0`` also ``x = 0`` and the whole ray through ``y``).  There the derivative of ``s`` is taken as
-0 (neural-tangents' safe square root), which gives
+``b_std = 0`` also ``x = 0`` and the whole line through ``y``, antipodal side included).  There the
+derivative of ``s`` is taken as 0 (neural-tangents' safe square root), which gives
 :math:`\nabla_1 k(x, y)|_{y = x} = \tfrac12 \nabla [k(x, x)]`.  Away from those sets the gradient is the
-true one; the Rust backend computes it accurately even for ``0 < |x - y| << |x|`` (it carries ``s`` and
-the feature-space distance through the layers without cancellation).
+true one; the Rust backend computes it accurately even for ``0 < |x - y| << |x|`` and for nearly antipodal
+points ``0 < |x + y / c| << |x|`` (it carries ``s`` and the feature-space distances
+:math:`|\phi(x) \mp \phi(y)|^2` through the layers without cancellation; docs/kernel_accuracy.md).
 """
 
 from __future__ import annotations

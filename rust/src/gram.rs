@@ -12,9 +12,12 @@
 //! `d/dx k = dk/dp 2x/d + dk/dr y/d`; both partials come from forward mode (`Dual<2>`), and
 //! `G[i] = (2/d) (sum_j w_j dk/dp) x_i + (1/d) sum_j (w_j dk/dr) y_j`, the second sum a GEMM.
 //!
-//! Near-coincident pairs.  Where the fast recursion reports `sin^2 theta < TAU` at some ReLU-family
-//! layer, the pair is recomputed by [`pair_stable`] from cancellation-free invariants
-//! (`|x - y|^2`, `|x ^ y|^2`), with its gradient assembled from their exact derivatives.
+//! Pairs near a cusp.  Where the fast recursion reports a negative margin (ReLU family: `sin^2 theta <
+//! TAU` at some layer, nearly coincident or nearly antipodal, or [`obtuse_margin`] in a depth-1 network;
+//! erf: large norms at a small angle at the first layer, see [`erf_margin`]), the pair is recomputed by
+//! [`pair_stable`] from cancellation-free invariants (`|x - y|^2`, `|x + y|^2`, `|x ^ y|^2`), with its
+//! gradient assembled from their exact derivatives.  docs/kernel_accuracy.md has the method and the
+//! measured errors.
 //!
 //! Determinism.  Every output entry is computed by one task, and every sum runs in a fixed order that
 //! does not depend on the tiling of rows or on the number of threads.
@@ -29,8 +32,8 @@ use crate::error::NtkError;
 use crate::num::{Dual, Num};
 use crate::pool;
 use crate::recursion::{
-    abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_pair, input_layer, pair_stable,
-    rbf_pair, rbf_pair_dist, Invariants,
+    abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_margin, erf_pair, input_layer,
+    obtuse_margin, pair_stable, rbf_pair, rbf_pair_dist, Invariants, ERF_KAPPA,
 };
 
 pub use crate::recursion::TAU;
@@ -288,6 +291,17 @@ fn eval_block<T: Num>(
         th[j] = b;
         sin2[j] = 1.0;
     }
+    if let Activation::Erf { b, .. } = arch.act {
+        // large norms at a small angle: the first layer's margin (see erf_margin; it can be negative
+        // only where both scaled variances exceed 2 ERF_KAPPA)
+        let x = sx[0].val();
+        if x * b * b > 2.0 * ERF_KAPPA {
+            let ys = &ctx.ys.diag[j0..j0 + len];
+            for j in 0..len {
+                sin2[j] = erf_margin(b, x, ys[j], sxy[j].val());
+            }
+        }
+    }
     for l in 0..arch.depth {
         let sxl = sx[l];
         let ys = &ctx.ys.diag[l * m + j0..l * m + j0 + len];
@@ -295,17 +309,38 @@ fn eval_block<T: Num>(
             Activation::AbRelu { a, b } => {
                 let (cc, f) = abrelu_consts(a, b);
                 let iys = &ctx.ys.inv_diag[l * m + j0..l * m + j0 + len];
-                for j in 0..len {
-                    let (o, t, s2) = abrelu_pair(cc, f, sxl, ys[j], iys[j], sxy[j], th[j]);
-                    sin2[j] = if s2 < sin2[j] { s2 } else { sin2[j] };
-                    let (u, v) = dense_after(arch, l, o, t);
-                    sxy[j] = u;
-                    th[j] = v;
+                // one copy of the loop per value of `depth1`, a constant in each (a test of it inside
+                // the loop kept the compiler from vectorising the loop)
+                macro_rules! lanes {
+                    ($depth1:literal) => {
+                        for j in 0..len {
+                            let (o, t, s2) = abrelu_pair(
+                                cc,
+                                f,
+                                a * b,
+                                sxl,
+                                ys[j],
+                                iys[j],
+                                sxy[j],
+                                th[j],
+                                $depth1,
+                            );
+                            sin2[j] = if s2 < sin2[j] { s2 } else { sin2[j] };
+                            let (u, v) = dense_after(arch, l, o, t);
+                            sxy[j] = u;
+                            th[j] = v;
+                        }
+                    };
+                }
+                if arch.depth == 1 {
+                    lanes!(true)
+                } else {
+                    lanes!(false)
                 }
             }
             Activation::Erf { a, b, c } => {
                 for j in 0..len {
-                    let (o, t) = erf_pair(a, b, c, sxl, ys[j], sxy[j], th[j]);
+                    let (o, t, _) = erf_pair(a, b, c, sxl, ys[j], sxy[j], th[j]);
                     let (u, v) = dense_after(arch, l, o, t);
                     sxy[j] = u;
                     th[j] = v;
@@ -390,7 +425,8 @@ impl Lanes {
 /// (`dY = Y'_l sig_q[j]`), the mirror image of `p`: one evaluation then gives the gradients with respect
 /// to both points of a pair.  `X = Sxx` (row i), `Y = Syy`, `S = Sxy`, `Theta` the NTK.
 ///
-/// - ABReLU, with `s = sqrt(XY - S^2)`, `theta = atan2(s, S)`, `Sdot = cc - f theta`:
+/// - ABReLU, with `s = sqrt(XY - S^2)`, `theta = atan2(s, S)`, `Sdot = cc - f theta` (formed from the
+///   smaller of `theta` and `pi - theta`, see [`abrelu_pair`]):
 ///   `dS' = Sdot dS + (f s / 2X) dX + (f s / 2Y) dY`, `dtheta = (S dX / 2X + S dY / 2Y - dS) / s` (both
 ///   from `s^2 + S^2 = XY`; where `s = 0` the cusp convention `ds = 0` gives `dtheta = 0`),
 ///   `dTheta' = Sdot dTheta - f Theta dtheta`.
@@ -437,47 +473,69 @@ fn eval_block_grad<const Q: bool>(
             Activation::AbRelu { a, b } => {
                 let (cc, f) = abrelu_consts(a, b);
                 let hx = if x > 0.0 { 0.5 / x } else { 0.0 };
-                for j in 0..len {
-                    let (s_in, sp, sr, t_in, tp, tr) = (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]);
-                    let prod = x * ys[j];
-                    let s2 = prod - s_in * s_in;
-                    let s = s2.sqrt_safe();
-                    let theta = f64::atan2_fill(s, s_in, FRAC_PI_2);
-                    let sdot = theta * (-f) + cc;
-                    let margin = if f != 0.0 { s2 - TAU * prod } else { 1.0 };
-                    sin2[j] = if margin < sin2[j] { margin } else { sin2[j] };
-                    let is = if s2 > 0.0 { 1.0 / s } else { 0.0 };
-                    let dth_p = (s_in * hx * dx - sp) * is;
-                    let dth_r = -sr * is;
-                    let o = [s * f + sdot * s_in, sdot * sp + f * s * hx * dx, sdot * sr];
-                    let t = [
-                        t_in * sdot,
-                        sdot * tp - f * t_in * dth_p,
-                        sdot * tr - f * t_in * dth_r,
-                    ];
-                    let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
-                    (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
-                    if Q {
-                        let (sq, tq) = (s3[j], t3[j]);
-                        // half of 1/Y, 0 where Y is 0 (as hx)
-                        let hy = 0.5 * iys[j];
-                        let dy = dys[j] * sig_q[j];
-                        let dth_q = (s_in * hy * dy - sq) * is;
-                        let ([_, u3], [_, v3]) = dense_tangents(
-                            arch,
-                            bias,
-                            w2,
-                            [0.0, sdot * sq + f * s * hy * dy],
-                            [0.0, sdot * tq - f * t_in * dth_q],
-                        );
-                        (s3[j], t3[j]) = (u3, v3);
-                    }
+                // one copy of the loop per value of `depth1` (see eval_block)
+                macro_rules! lanes {
+                    ($depth1:literal) => {
+                        for j in 0..len {
+                            let (s_in, sp, sr, t_in, tp, tr) =
+                                (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]);
+                            let prod = x * ys[j];
+                            let s2 = prod - s_in * s_in;
+                            let s = s2.sqrt_safe();
+                            // the small angle and its defect, as in abrelu_pair
+                            let obtuse = s_in < 0.0;
+                            let ax = s_in.abs();
+                            let (small, h) = f64::atan2_half_known_r2(s, ax, FRAC_PI_2, 0.0, 0.0);
+                            let (base, slope) = if obtuse { (a * b, f) } else { (cc, -f) };
+                            let sdot = small * slope + base;
+                            let out = base * s_in + f * h;
+                            let mut margin = if f != 0.0 { s2 - TAU * prod } else { 1.0 };
+                            if $depth1 && f != 0.0 {
+                                let m = obtuse_margin(f, s, s2, prod, s_in, out, sdot);
+                                margin = if m < margin { m } else { margin };
+                            }
+                            sin2[j] = if margin < sin2[j] { margin } else { sin2[j] };
+                            let is = if s2 > 0.0 { 1.0 / s } else { 0.0 };
+                            let dth_p = (s_in * hx * dx - sp) * is;
+                            let dth_r = -sr * is;
+                            let o = [out, sdot * sp + f * s * hx * dx, sdot * sr];
+                            let t = [
+                                t_in * sdot,
+                                sdot * tp - f * t_in * dth_p,
+                                sdot * tr - f * t_in * dth_r,
+                            ];
+                            let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
+                            (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                            if Q {
+                                let (sq, tq) = (s3[j], t3[j]);
+                                // half of 1/Y, 0 where Y is 0 (as hx)
+                                let hy = 0.5 * iys[j];
+                                let dy = dys[j] * sig_q[j];
+                                let dth_q = (s_in * hy * dy - sq) * is;
+                                let ([_, u3], [_, v3]) = dense_tangents(
+                                    arch,
+                                    bias,
+                                    w2,
+                                    [0.0, sdot * sq + f * s * hy * dy],
+                                    [0.0, sdot * tq - f * t_in * dth_q],
+                                );
+                                (s3[j], t3[j]) = (u3, v3);
+                            }
+                        }
+                    };
+                }
+                if arch.depth == 1 {
+                    lanes!(true)
+                } else {
+                    lanes!(false)
                 }
             }
             Activation::Erf { a, b, c } => {
                 let b2 = b * b;
                 let (k_out, k_th) = (a * a * 2.0 / PI, b2 * a * a * 4.0 / PI);
                 let (xb, dxb) = (x * b2, dx * b2);
+                // the first layer's margin, where it can be negative (see erf_margin)
+                let check = l == 0 && xb > 2.0 * ERF_KAPPA;
                 for j in 0..len {
                     let (s_raw, sp_raw, sr_raw) = (s0[j], s1[j], s2v[j]);
                     let (t_in, tp, tr) = (t0[j], t1[j], t2v[j]);
@@ -486,14 +544,18 @@ fn eval_block_grad<const Q: bool>(
                     let s2 = xb * yb - s_in * s_in;
                     let live = s2 > 0.0;
                     let q = (xb + yb) * 2.0 + 1.0 + (if live { s2 } else { 0.0 }) * 4.0;
+                    // large norms at a small angle (erf_margin, on the same numbers); a select,
+                    // not a branch, so that the loop vectorises
+                    let m = if check { ERF_KAPPA * q - xb * yb } else { 1.0 };
+                    sin2[j] = if m < sin2[j] { m } else { sin2[j] };
                     let rr = q.sqrt_safe();
                     let (ir, iden) = (1.0 / rr, 1.0 / (q + 4.0 * s_in * s_in));
-                    let ds2_p = if live {
-                        yb * dxb - 2.0 * s_in * sp
-                    } else {
-                        0.0
-                    };
-                    let ds2_r = if live { -2.0 * s_in * sr } else { 0.0 };
+                    // the tangents of s^2 are kept where its value is clamped at 0: q is a polynomial
+                    // in the covariances, smooth everywhere (no cusp), and where s^2 is rounding noise
+                    // its tangent is still right to ~eps Syy relative to dq (dropping it cost up to
+                    // ~sin(theta) Syy, 1e-11 relative on erf gradients at near-parallel pairs)
+                    let ds2_p = yb * dxb - 2.0 * s_in * sp;
+                    let ds2_r = -2.0 * s_in * sr;
                     let dr_p = 0.5 * (2.0 * dxb + 4.0 * ds2_p) * ir;
                     let dr_r = 0.5 * (4.0 * ds2_r) * ir;
                     let dth_p = (2.0 * rr * sp - 2.0 * s_in * dr_p) * iden;
@@ -513,11 +575,7 @@ fn eval_block_grad<const Q: bool>(
                     if Q {
                         let (sq, tq) = (s3[j] * b2, t3[j]);
                         let dyb = dys[j] * sig_q[j] * b2;
-                        let ds2_q = if live {
-                            xb * dyb - 2.0 * s_in * sq
-                        } else {
-                            0.0
-                        };
+                        let ds2_q = xb * dyb - 2.0 * s_in * sq;
                         let dr_q = 0.5 * (2.0 * dyb + 4.0 * ds2_q) * ir;
                         let dth_q = (2.0 * rr * sq - 2.0 * s_in * dr_q) * iden;
                         let ([_, u3], [_, v3]) = dense_tangents(
@@ -547,30 +605,82 @@ fn eval_block_grad<const Q: bool>(
     }
 }
 
-/// Cancellation-free invariants of `(x, y)` and the vectors their gradients need: `u = x - y` and `v`,
-/// the component of `u` orthogonal to `y` (one re-orthogonalisation).  Returns `(p, q, r, e, g, |y|^2)`.
-fn pair_invariants(x: &[f64], y: &[f64], u: &mut [f64], v: &mut [f64]) -> ([f64; 5], f64) {
+/// Whether `x` and `y` are exactly parallel or antiparallel (`x = lambda y`, or `y = 0`): with the pivot
+/// `k = argmax |y_k|`, whether `x_i y_k == x_k y_i` for every `i`, the products compared exactly as
+/// double-double values (`p + e` with `e = fma(a, b, -p)`; exact unless the error term underflows, i.e.
+/// for entries below ~1e-290 times the row's largest).  Where this holds `|x ^ y|^2` is exactly 0 and the
+/// cusp convention applies (`ds = 0`), as in the exact reference.
+fn collinear(x: &[f64], y: &[f64]) -> bool {
+    let mut k = 0;
+    for (i, v) in y.iter().enumerate() {
+        if v.abs() > y[k].abs() {
+            k = i;
+        }
+    }
+    if y[k] == 0.0 {
+        return true;
+    }
+    let (xk, yk) = (x[k], y[k]);
+    x.iter().zip(y).all(|(&xi, &yi)| {
+        let (p1, p2) = (xi * yk, xk * yi);
+        p1 == p2 && xi.mul_add(yk, -p1) == xk.mul_add(yi, -p2)
+    })
+}
+
+/// Cancellation-free invariants of `(x, y)` and the vectors their gradients need: `u = x - y`,
+/// `s = x + y` and `v = x - (<x, y>/|y|^2) y`, the component of `x` orthogonal to `y`.
+/// Returns `([p, q, r, e, ep, g], |y|^2)` (see [`Invariants`]).
+///
+/// `v` is formed from `x` with fused multiply-adds, `v_k = fma(-t, y_k, x_k)`: each component is then
+/// rounded once, and the error of `t = <x, y>/|y|^2` only moves `v` along `y`, which a second pass
+/// removes.  So `v`, and `g = |y|^2 |v|^2`, are accurate to a few ulps whatever the angle, for nearly
+/// coincident, nearly parallel and nearly antiparallel pairs alike (where `v` is tiny against `x`).
+/// `u` and `s` are exact where `x` and `y` (or `x` and `-y`) agree to within a factor 2 componentwise
+/// (Sterbenz), and accurate to an ulp per component anyway, so `|x - y|^2` and `|x + y|^2` are.
+fn pair_invariants(
+    x: &[f64],
+    y: &[f64],
+    u: &mut [f64],
+    s: &mut [f64],
+    v: &mut [f64],
+) -> ([f64; 6], f64) {
     let d = x.len() as f64;
+    if x == y {
+        // exact duplicates (the diagonal of a symmetric Gram matrix): the values the general path gives,
+        // bit for bit (`x + x` and `4 |x|^2` are exact), in two passes over the coordinates instead of
+        // about a dozen
+        let xx = sq_norm(x);
+        for k in 0..x.len() {
+            u[k] = 0.0;
+            s[k] = 2.0 * x[k];
+            v[k] = 0.0;
+        }
+        let p = xx / d;
+        return ([p, p, p, 0.0, 4.0 * xx / d, 0.0], xx);
+    }
     for k in 0..x.len() {
         u[k] = x[k] - y[k];
+        s[k] = x[k] + y[k];
     }
     let xx = sq_norm(x);
     let yy = sq_norm(y);
     let xy = dot(x, y);
     let uu = sq_norm(u);
+    let ss = sq_norm(s);
     let g = if yy > 0.0 {
-        let c = dot(u, y) / yy;
+        let t = xy / yy;
         for k in 0..x.len() {
-            v[k] = u[k] - c * y[k];
+            v[k] = (-t).mul_add(y[k], x[k]);
         }
-        let c2 = dot(v, y) / yy;
+        let t2 = dot(v, y) / yy;
         for k in 0..x.len() {
-            v[k] -= c2 * y[k];
+            v[k] = (-t2).mul_add(y[k], v[k]);
         }
-        // |v| below a few ulps of |u| is rounding noise: x and y are (exactly) on one ray, where the
-        // cusp convention applies (s = 0, ds = 0), not a spurious one-sided derivative
         let vv = sq_norm(v);
-        if vv <= (8.0 * f64::EPSILON) * (8.0 * f64::EPSILON) * uu {
+        // for exactly collinear inputs v is rounding noise, |v| ~ eps^2 |x|: only then can the exact
+        // test say anything
+        let maybe = vv <= (16.0 * f64::EPSILON) * (16.0 * f64::EPSILON) * xx;
+        if maybe && collinear(x, y) {
             v.fill(0.0);
             0.0
         } else {
@@ -580,18 +690,26 @@ fn pair_invariants(x: &[f64], y: &[f64], u: &mut [f64], v: &mut [f64]) -> ([f64;
         v.fill(0.0);
         0.0
     };
-    ([xx / d, yy / d, xy / d, uu / d, g / (d * d)], yy)
+    ([xx / d, yy / d, xy / d, uu / d, ss / d, g / (d * d)], yy)
+}
+
+/// Scratch length [`stable_value`] and [`stable_grad_add`] need for inputs of dimension `d`.
+#[inline(always)]
+fn scratch_len(d: usize) -> usize {
+    3 * d
 }
 
 /// Kernel value of one pair by the stable recursion.
 fn stable_value(arch: &Arch, kind: Kind, x: &[f64], y: &[f64], scratch: &mut [f64]) -> f64 {
-    let (u, v) = scratch.split_at_mut(x.len());
-    let ([p, q, r, e, g], _) = pair_invariants(x, y, u, v);
-    pair_stable(arch, kind, Invariants { p, q, r, e, g }, x.len() as f64)
+    let dn = x.len();
+    let (u, rest) = scratch.split_at_mut(dn);
+    let (s, v) = rest.split_at_mut(dn);
+    let ([p, q, r, e, ep, g], _) = pair_invariants(x, y, u, s, &mut v[..dn]);
+    pair_stable(arch, kind, Invariants { p, q, r, e, ep, g }, dn as f64)
 }
 
 /// `grad += w * d/dx k(x, y)` by the stable recursion, with exact invariant derivatives:
-/// `dp = 2x/d`, `dr = y/d`, `de = 2u/d`, `dg = 2 |y|^2 v / d^2`.
+/// `dp = 2x/d`, `dr = y/d`, `de = 2(x - y)/d`, `dep = 2(x + y)/d`, `dg = 2 |y|^2 v / d^2`.
 fn stable_grad_add(
     arch: &Arch,
     kind: Kind,
@@ -603,8 +721,10 @@ fn stable_grad_add(
 ) {
     let dn = x.len();
     let d = dn as f64;
-    let (u, v) = scratch.split_at_mut(dn);
-    let ([p, q, r, e, g], yy) = pair_invariants(x, y, u, &mut v[..dn]);
+    let (u, rest) = scratch.split_at_mut(dn);
+    let (s, v) = rest.split_at_mut(dn);
+    let v = &mut v[..dn];
+    let ([p, q, r, e, ep, g], yy) = pair_invariants(x, y, u, s, v);
     // each invariant's tangent is seeded with the norm of its x-derivative (so no partial overflows for
     // tiny inputs), then multiplied back by the unit direction of that derivative
     let norm = |a: &[f64]| {
@@ -615,12 +735,18 @@ fn stable_grad_add(
             big * a.iter().map(|t| (t / big) * (t / big)).sum::<f64>().sqrt()
         }
     };
-    let (nx, ny, nu, nv) = (norm(x), norm(y), norm(u), norm(&v[..dn]));
-    let sig = [2.0 * nx / d, ny / d, 2.0 * nu / d, 2.0 * yy * nv / (d * d)];
-    let dir = [nx, ny, nu, nv];
-    let mut seeded = [Dual::<4>::cst(0.0); 4];
-    for (k, (&val, &sk)) in [p, r, e, g].iter().zip(&sig).enumerate() {
-        let mut t = [0.0; 4];
+    let (nx, ny, nu, ns, nv) = (norm(x), norm(y), norm(u), norm(s), norm(v));
+    let sig = [
+        2.0 * nx / d,
+        ny / d,
+        2.0 * nu / d,
+        2.0 * ns / d,
+        2.0 * yy * nv / (d * d),
+    ];
+    let dir = [nx, ny, nu, ns, nv];
+    let mut seeded = [Dual::<5>::cst(0.0); 5];
+    for (k, (&val, &sk)) in [p, r, e, ep, g].iter().zip(&sig).enumerate() {
+        let mut t = [0.0; 5];
         t[k] = sk;
         seeded[k] = Dual::new(val, t);
     }
@@ -629,20 +755,20 @@ fn stable_grad_add(
         q,
         r: seeded[1],
         e: seeded[2],
-        g: seeded[3],
+        ep: seeded[3],
+        g: seeded[4],
     };
     let k = pair_stable(arch, kind, inv, d);
-    let c: Vec<f64> = (0..4)
-        .map(|t| {
-            if dir[t] > 0.0 {
-                w * k.d[t] / dir[t]
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut c = [0.0; 5];
+    for t in 0..5 {
+        c[t] = if dir[t] > 0.0 {
+            w * k.d[t] / dir[t]
+        } else {
+            0.0
+        };
+    }
     for j in 0..dn {
-        grad[j] += c[0] * x[j] + c[1] * y[j] + c[2] * u[j] + c[3] * v[j];
+        grad[j] += c[0] * x[j] + c[1] * y[j] + c[2] * u[j] + c[3] * s[j] + c[4] * v[j];
     }
 }
 
@@ -667,7 +793,7 @@ fn gram_tile_impl(
     } else {
         Vec::new()
     };
-    let mut scratch = vec![0.0; 2 * ctx.d];
+    let mut scratch = vec![0.0; scratch_len(ctx.d)];
     let mut sx = vec![0.0; depth];
     let mut r = [0.0; B];
     let mut vals = [0.0; B];
@@ -941,7 +1067,7 @@ fn grad_rows_impl(
             out[a] = s;
         }
     }
-    let mut scratch = vec![0.0; 2 * d];
+    let mut scratch = vec![0.0; scratch_len(d)];
     for &(i, j) in &flagged {
         let a = i - i0;
         if let Some(out) = val.as_deref_mut() {
@@ -1051,7 +1177,7 @@ fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64])
         Vec::new()
     };
     let mut acc = vec![0.0; ni * B];
-    let mut scratch = vec![0.0; 2 * ctx.d];
+    let mut scratch = vec![0.0; scratch_len(ctx.d)];
     let mut sx = vec![0.0; depth];
     let mut r = [0.0; B];
     let mut vals = [0.0; B];
@@ -1162,7 +1288,7 @@ mod tests {
         let mut sy = vec![0.0; arch.depth];
         diag_chain(arch, sq_norm(x) / d, &mut sx);
         diag_chain(arch, sq_norm(y) / d, &mut sy);
-        let mut scratch = vec![0.0; 2 * x.len()];
+        let mut scratch = vec![0.0; scratch_len(x.len())];
         let (k, flagged) = pair_fast(arch, kind, dot(x, y) / d, &sx, &sy, d);
         if flagged {
             stable_value(arch, kind, x, y, &mut scratch)

@@ -15,7 +15,7 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use crate::atan::atan2_fast;
+use crate::atan::{atan2_fast, atan2_half};
 
 /// A real scalar with the operations the recursion needs.
 pub trait Num:
@@ -30,6 +30,9 @@ pub trait Num:
     + Mul<f64, Output = Self>
     + Div<f64, Output = Self>
 {
+    /// Whether the type carries tangents (`Dual`) or is a plain value (`f64`): work that only feeds
+    /// tangents can be skipped for the latter.
+    const TANGENTS: bool;
     /// A constant (zero tangents).
     fn cst(v: f64) -> Self;
     /// The value part.
@@ -42,6 +45,13 @@ pub trait Num:
     /// finite, or 0 where the point is `(0, 0)`): the ReLU-family layers know it from per-point
     /// reciprocals (`x^2 + y^2 = Sxx Syy` there), which saves two divisions per pair and layer.
     fn atan2_known_r2(y: Self, x: Self, fill: f64, ia: f64, ib: f64) -> Self;
+    /// `(atan2_known_r2(y, x, fill, ia, ib), h)` for `y, x >= 0`, with the defect `h = y - phi x` as a
+    /// value computed without cancellation (see [`crate::atan::atan2_half`]; 0 at `(0, 0)`).
+    fn atan2_half_known_r2(y: Self, x: Self, fill: f64, ia: f64, ib: f64) -> (Self, f64);
+    /// The same tangents with the value replaced by `v`.
+    fn with_val(self, v: f64) -> Self;
+    /// `|x|` (`-x` where the value is negative).
+    fn abs(self) -> Self;
     /// `exp(x)`.
     fn exp(self) -> Self;
     /// `if cond { a } else { b }` (written so that it compiles to a select).
@@ -49,6 +59,7 @@ pub trait Num:
 }
 
 impl Num for f64 {
+    const TANGENTS: bool = false;
     #[inline(always)]
     fn cst(v: f64) -> Self {
         v
@@ -74,6 +85,21 @@ impl Num for f64 {
     #[inline(always)]
     fn atan2_known_r2(y: Self, x: Self, fill: f64, _ia: f64, _ib: f64) -> Self {
         f64::atan2_fill(y, x, fill)
+    }
+    #[inline(always)]
+    fn atan2_half_known_r2(y: Self, x: Self, fill: f64, _ia: f64, _ib: f64) -> (Self, f64) {
+        let both_zero = (y == 0.0) & (x == 0.0);
+        // h is 0 at (0, 0) already
+        let (phi, h) = atan2_half(y, x);
+        (if both_zero { fill } else { phi }, h)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    #[inline(always)]
+    fn with_val(self, v: f64) -> Self {
+        v
     }
     #[inline(always)]
     fn exp(self) -> Self {
@@ -225,6 +251,7 @@ impl<const N: usize> Div<f64> for Dual<N> {
 }
 
 impl<const N: usize> Num for Dual<N> {
+    const TANGENTS: bool = true;
     #[inline(always)]
     fn cst(v: f64) -> Self {
         Dual { v, d: [0.0; N] }
@@ -271,6 +298,24 @@ impl<const N: usize> Num for Dual<N> {
             d[k] = y.d[k] * cy - x.d[k] * cx;
         }
         Dual { v, d }
+    }
+    #[inline(always)]
+    fn atan2_half_known_r2(y: Self, x: Self, fill: f64, ia: f64, ib: f64) -> (Self, f64) {
+        let (v, h) = f64::atan2_half_known_r2(y.v, x.v, fill, ia, ib);
+        let (cy, cx) = ((x.v * ia) * ib, (y.v * ia) * ib);
+        let mut d = [0.0; N];
+        for k in 0..N {
+            d[k] = y.d[k] * cy - x.d[k] * cx;
+        }
+        (Dual { v, d }, h)
+    }
+    #[inline(always)]
+    fn with_val(self, v: f64) -> Self {
+        Dual { v, d: self.d }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self::pick(self.v < 0.0, -self, self)
     }
     #[inline(always)]
     fn exp(self) -> Self {

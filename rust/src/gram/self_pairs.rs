@@ -25,8 +25,8 @@
 use rayon::prelude::*;
 
 use super::{
-    grad_driver, inner_block, row_scales, sq_norm, stable_grad_add, stable_value, Ctx, Lanes,
-    Points, B, SMALL_D, TS,
+    grad_driver, inner_block, row_scales, scratch_len, sq_norm, stable_grad_add, stable_value, Ctx,
+    Lanes, Points, B, SMALL_D, TS,
 };
 use crate::arch::{Activation, Arch, Kind};
 use crate::error::NtkError;
@@ -186,7 +186,7 @@ fn self_tile_impl(
         }
         out.cols_v[j] = cv[j];
     }
-    let mut scratch = vec![0.0; 2 * d];
+    let mut scratch = vec![0.0; scratch_len(d)];
     let (arch, kind) = (&ctx.arch, ctx.kind);
     // value and gradient of w k(a, b) at a, by the stable recursion
     let mut stable_add = |a: &[f64], b: &[f64], w: f64, value: &mut f64, grad: &mut [f64]| {

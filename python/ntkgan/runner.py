@@ -518,9 +518,13 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         step = start
         last_ckpt = time.perf_counter()
         while step < steps:
-            gen_loss = float(flow.step())
-            step += 1
-            bar.update(1)
+            # the steps up to the next event (metric row, snapshot, checkpoint, end) in one call: a compiled
+            # flow (backend="jax") runs them as one lax.scan on the device
+            k = 1 if first_frame is not None else _steps_to_next_event(step, steps, log_every, snap_every,
+                                                                         ckpt_every)
+            gen_loss = float(flow.advance(k)[-1])
+            step += k
+            bar.update(k)
             if first_frame is not None:
                 _snapshot(out_dir, config, 0, first_frame, flow.discriminator, dataset, bounds)
                 first_frame = None
@@ -558,6 +562,15 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         raise
     return RunResult(out_dir=out_dir, config=config, step=steps, particles=particles, metrics=rows,
                      wall_time=wall, resumed_from=resumed_from, notes=notes)
+
+
+def _steps_to_next_event(step: int, steps: int, *periods: int) -> int:
+    """Steps from ``step`` to the next multiple of one of the (nonzero) ``periods``, or to ``steps``."""
+    k = steps - step
+    for period in periods:
+        if period:
+            k = min(k, period - step % period)
+    return k
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -616,16 +629,17 @@ def _resume_config(args):
     given = {k: getattr(args, k) for k in ("loss", "arch", "data", "seed", "backend", "log_every")
              if getattr(args, k) is not None}
     given.update(_set_overrides(args.set))
-    allowed = {"steps", "checkpoint_every"}
+    allowed = {"steps", "checkpoint_every", "backend"}
     changes = {k: v for k, v in given.items() if k not in allowed and saved.get(k, "<unset>") != v}
     if changes:
         old = {k: saved.get(k, "<unset>") for k in changes}
         raise ValueError(f"resume: {describe_changes(old, changes)}: a run's configuration is fixed when it "
-                         "starts; only --steps, --checkpoint-every, --snapshot-every and --quiet may change")
+                         "starts; only --steps, --checkpoint-every, --snapshot-every, --backend and --quiet may "
+                         "change")
     if args.out is not None and Path(args.out) != out:
         raise ValueError(f"resume: --out {args.out!r} and --resume {args.resume!r} name different directories")
-    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every))
-               if v is not None}
+    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every),
+                                 ("backend", args.backend)) if v is not None}
     updates.update({k: v for k, v in given.items() if k in allowed})
     try:
         return Config.from_dict(dict(saved, **updates))
@@ -677,7 +691,9 @@ def add_cli(subparsers) -> None:
                    help=f"data preset or dataset name, e.g. image:PATH (default: {RUN_DEFAULTS['data']})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's, 50000)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
-    p.add_argument("--backend", default=None, help="kernel backend: rust or jax (default: rust)")
+    p.add_argument("--backend", default=None,
+                   help="rust, or jax: whole steps compiled on JAX's default device, the GPU when there is one "
+                        "(default: $NTKGAN_BACKEND or rust; may change on --resume)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<loss>-<arch>-<data>-seed<S>)")
     p.add_argument("--log-every", dest="log_every", type=int, default=None,
                    help="steps between metric rows (default: the preset's, 100)")
@@ -691,8 +707,8 @@ def add_cli(subparsers) -> None:
                    help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its newest checkpoint; its configuration is fixed: only "
-                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every and --quiet "
-                        "may change, any other option given must equal the run's")
+                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every, --backend "
+                        "and --quiet may change, any other option given must equal the run's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_cli)

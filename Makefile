@@ -21,7 +21,7 @@ EXTRAS := jax,oracle,test,bench,dask
 JAXNEW_VENV := .venv-jaxnew
 JAXNEW_PY := $(JAXNEW_VENV)/bin/python
 JAXNEW_STAMP := $(JAXNEW_VENV)/.installed
-JAXNEW_TESTS := tests/test_jax_native.py
+JAXNEW_TESTS := tests/test_jax_native.py tests/test_jax_path.py
 RUST_SOURCES := $(shell find rust -name '*.rs')
 MATURIN := maturin>=1.7,<2
 

@@ -1,23 +1,33 @@
 #!/usr/bin/env python
-r"""Speed of the paper's particle flows (``inf_ipm``, ``inf_lsgan``): Rust vs JAX backend vs a pure
-neural-tangents loop, all in one process.
+r"""Speed of the paper's particle flows (``inf_ipm``, ``inf_lsgan``): the Rust path vs the JAX path (whole
+steps compiled), with the JAX kernels in the host loop and a pure neural-tangents loop beside them, in one
+process.
 
 Usage::
 
-    python benches/bench_flows.py [--quick] [--steps N] [--warmup W] [--check-steps K] [--no-jax]
+    python benches/bench_flows.py [--quick] [--steps N] [--warmup W] [--check-steps K]
+                                  [--backend {all,rust,jax}] [--rounds R] [--chunk C]
+                                  [--jax-steps J] [--host-steps H] [--nt-steps T]
                                   [--blas-threads T] [--full [--full-steps K]] [--out benches/results]
 
 Setting: eight_gaussians, 500 vs 500 points, discriminator ``relu`` (ReLU depth 3, w_std = b_std = 1,
 NTK parameterisation; the width does not matter at infinite width), the presets' ``eta = 1000`` and
 ``t = 1``, float64 on the CPU.
 
-1. **ntkgan flows**: ``make_flow(make_config(loss, backend=B))`` and ``flow.step()`` in a loop, for
-   ``loss`` in (inf_ipm, inf_lsgan) and ``B`` in (rust, jax).  ``W`` warm-up steps first (they compile the
-   JAX functions), then ``N`` timed steps (default 2000; ``--quick`` 50), each step timed with
-   :func:`time.perf_counter`.  Only flow steps are timed: no metrics, no files.  Reported: mean and
-   median milliseconds per step, the projected time of the paper's 50 000 steps, and rust / jax.
-2. **Reference loop**: what the issue's planning numbers were measured with (a gantk2-style loop on
-   neural-tangents, ``jax.jit``, CPU), one jitted function per step:
+1. **Rust path**: ``make_flow(make_config(loss, backend="rust"))`` and ``flow.step()`` in a loop.  ``W``
+   warm-up steps, then ``N`` timed steps (default 2000; ``--quick`` 50), each timed with
+   :func:`time.perf_counter`.  Only flow steps are timed: no metrics, no files.
+2. **JAX path** (``backend="jax"``, :mod:`ntkgan.jax_path`): ``flow.advance(C)`` (``C`` = ``--chunk``,
+   default 100 = the runner's chunk between metric rows: one compiled ``lax.scan``), after one warm-up
+   chunk (the compilation), for ``J`` steps; ms/step = chunk time / ``C``.
+3. **The ratio** JAX path / Rust (issue 14's target: at most 5x) is measured **paired**: ``R`` rounds
+   (``--rounds``, default 10) of one Rust chunk and one JAX-path chunk of ``C`` steps each, back to back
+   from their own flows; the median of the per-round ratios is reported (on a shared machine the load
+   changes over a run; adjacent chunks see about the same load).
+4. **JAX host loop**: the host flow with the ``"jax"`` backend's kernels (the JAX backend before the
+   compiled path: every step back to the host, numpy solvers), ``H`` steps.
+5. **Reference loop** (needs the neural-tangents oracle, the pinned set): a gantk2-style loop on
+   neural-tangents, ``jax.jit``, CPU, one jitted function per step:
 
    - IPM: :math:`f(x) = t\,(\operatorname{mean}_j k(x, y_j) - \operatorname{mean}_j k(x, x_j))` with
      ``kernel_fn`` of ``arch.to_stax()`` and the training points held fixed (``stop_gradient``), generator
@@ -33,10 +43,10 @@ NTK parameterisation; the width does not matter at infinite width), the presets'
      (:math:`= K^{-1}(I - e^{-4tK/n})\rho` for invertible :math:`K`; :math:`\psi(0) = 4t/n`, eigenvalues
      clipped at 0); cost :math:`c(f) = f^2`; :math:`a` and :math:`Z` held fixed in ``jax.grad``.
 
-   Before timing, ``K`` (``--check-steps``, default 5) steps of this loop and of ntkgan's Rust flow
-   from the same particles must agree to 1e-6 relative (max |dx| / max |x|), and the JAX-backend flow
-   likewise; the script stops with an error otherwise.
-3. ``--full``: the paper's full runs through the runner, ``ntkgan.runner.run(make_config(loss),
+   Before timing, ``K`` (``--check-steps``, default 5) steps of the JAX path (and of the reference loop)
+   from the same particles must agree with the Rust flow to 1e-6 relative (max |dx| / max |x|); the
+   script stops with an error otherwise.
+6. ``--full``: the paper's full runs through the runner, ``ntkgan.runner.run(make_config(loss),
    out_dir=tmp, progress=False)`` with the Rust backend (50 000 steps, metrics every 100, checkpoints
    and snapshots as by default), for inf_ipm then inf_lsgan: total wall time and the parts spent in
    metrics, metrics.csv writes, snapshots, checkpoints and final pictures (timed by wrapping the
@@ -44,6 +54,8 @@ NTK parameterisation; the width does not matter at infinite width), the presets'
    steps and extrapolates each part to 50 000 steps by its count (steps, metric rows, snapshots,
    checkpoints).
 
+``--backend rust`` (or ``--no-jax``) times the Rust path only; ``--backend jax`` the Rust path and the JAX
+path (with the paired ratio) only; ``all`` (the default) adds the host loop and the reference loop.
 The Rust flows are timed first, then the ``--full`` runs, before this process runs any JAX code.
 Targets are printed beside the numbers; nothing is asserted on timings.  Results: a Markdown table on
 stdout, ``<out>/bench_flows.{json,md}`` (``bench_flows_quick.*`` with ``--quick``,
@@ -90,9 +102,12 @@ from ntkgan.presets import make_config
 LOSSES = ("inf_ipm", "inf_lsgan")
 PAPER_STEPS = 50_000
 DEFAULT_STEPS = 2000
-#: Issue 4's targets: 50 000 steps with Rust (minutes), and rust / jax speed ratios.
+#: Issue 4's targets: 50 000 steps with Rust (minutes).
 TARGET_FULL_MIN = {"inf_ipm": 10.0, "inf_lsgan": 30.0}
-TARGET_RATIO = {"inf_ipm": 5.0, "inf_lsgan": 10.0}
+#: Issue 14's target: a JAX-path step within this factor of the Rust step (CPU).
+TARGET_JAX_PATH_RATIO = {"inf_ipm": 5.0, "inf_lsgan": 5.0}
+#: Steps per JAX-path chunk: the runner's default (metrics every 100 steps).
+DEFAULT_CHUNK = 100
 #: The issue's planning numbers (gantk2-style neural-tangents loop, jit, CPU, 2 cores), ms per step.
 PLANNING_MS = {"inf_ipm": 48.0, "inf_lsgan": 390.0}
 #: Agreement required between the reference loop (or the JAX backend) and the Rust flow.
@@ -113,18 +128,24 @@ def blas_info() -> list[dict] | None:
 
 
 def load_jax():
-    """``(jax, jnp)`` with float64 enabled, or None when JAX/neural-tangents are not installed."""
+    """``(jax, jnp)`` with float64 enabled, or None when JAX is not installed."""
     if "jax" not in ntkgan.backends.available():
         return None
-    try:
-        import jax
-        import jax.numpy as jnp
-        import neural_tangents  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any import failure means "no JAX columns"
-        print(f"[bench] JAX/neural-tangents unavailable ({exc}); JAX columns are n/a", file=sys.stderr)
-        return None
+    import jax
+    import jax.numpy as jnp
+
     jax.config.update("jax_enable_x64", True)
     return jax, jnp
+
+
+def has_neural_tangents() -> bool:
+    """Whether the neural-tangents oracle imports (the pinned set only)."""
+    try:
+        ntkgan.backends.get_backend("neural_tangents")
+    except ImportError as exc:
+        say(f"neural-tangents unavailable ({exc}); the NT loop column is n/a")
+        return False
+    return True
 
 
 def say(msg: str) -> None:
@@ -135,9 +156,9 @@ def say(msg: str) -> None:
 # ntkgan flows
 
 
-def config(loss: str, backend: str):
+def config(loss: str, backend: str, **kw):
     """The preset run: eight_gaussians 500 vs 500, relu, eta 1000, t 1."""
-    return make_config(loss, "relu", "eight_gaussians", backend=backend)
+    return make_config(loss, "relu", "eight_gaussians", backend=backend, **kw)
 
 
 def _summary(times: list[float], first_s: float) -> dict:
@@ -167,6 +188,78 @@ def time_flow(loss: str, backend: str, steps: int, warmup: int) -> dict:
     row["method"] = getattr(flow.discriminator, "method", None)
     say(f"{loss:9s} {backend:4s} {row['mean_ms']:8.2f} ms/step (median {row['median_ms']:.2f}, "
         f"warm-up {first:.2f} s for {warmup} steps)")
+    return row
+
+
+def time_jax_path(loss: str, steps: int, chunk: int) -> dict:
+    """ms per step of the compiled JAX path: ``advance(chunk)`` after one warm-up chunk (the compilation)."""
+    flow = make_flow(config(loss, "jax", log_every=chunk))
+    if not flow.compiled:
+        raise RuntimeError(f"{loss}: the JAX path did not compile ({flow.not_compiled})")
+    t0 = time.perf_counter()
+    flow.advance(chunk)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(max(1, math.ceil(steps / chunk))):
+        t0 = time.perf_counter()
+        flow.advance(chunk)
+        times.append((time.perf_counter() - t0) / chunk)
+    if not np.isfinite(flow.particles).all():
+        raise RuntimeError(f"{loss}/jax path: non-finite particles")
+    row = {"loss": loss, "backend": "jax path", "chunk": chunk, **_summary(times, first)}
+    row["steps"] = len(times) * chunk
+    say(f"{loss:9s} jax path {row['mean_ms']:8.2f} ms/step (chunks of {chunk}; compile + first chunk "
+        f"{first:.1f} s)")
+    return row
+
+
+def time_host_loop(loss: str, steps: int, warmup: int) -> dict:
+    """The host flow with the "jax" backend's kernels (each step back to the host)."""
+    from ntkgan.flows import ParticleFlow
+
+    cfg = config(loss, "jax")
+    flow = ParticleFlow(cfg, load_dataset(cfg), np.random.default_rng(cfg.seed))
+    for _ in range(warmup):
+        flow.step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        flow.step()
+        times.append(time.perf_counter() - t0)
+    row = {"loss": loss, "backend": "jax host loop", **_summary(times, 0.0)}
+    say(f"{loss:9s} jax host loop {row['mean_ms']:8.2f} ms/step")
+    return row
+
+
+def paired_ratio(loss: str, rounds: int, chunk: int, **kw) -> dict:
+    """Median over ``rounds`` of (JAX-path chunk time) / (Rust chunk time), the chunks back to back
+    (``kw``: more config options, e.g. ``d_dtype``)."""
+    rust = make_flow(config(loss, "rust", **kw))
+    jflow = make_flow(config(loss, "jax", log_every=chunk, **kw))
+    if not jflow.compiled:
+        raise RuntimeError(f"{loss}: the JAX path did not compile ({jflow.not_compiled})")
+    t0 = time.perf_counter()
+    jflow.advance(chunk)  # compile
+    compile_s = time.perf_counter() - t0
+    rust.advance(chunk)
+    ratios, r_ms, j_ms = [], [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        rust.advance(chunk)
+        tr = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jflow.advance(chunk)
+        tj = time.perf_counter() - t0
+        ratios.append(tj / tr)
+        r_ms.append(1e3 * tr / chunk)
+        j_ms.append(1e3 * tj / chunk)
+    row = {"loss": loss, "rounds": rounds, "chunk": chunk, "ratios": ratios,
+           "median_ratio": float(np.median(ratios)), "min_ratio": float(min(ratios)),
+           "max_ratio": float(max(ratios)), "rust_ms": r_ms, "jax_path_ms": j_ms,
+           "first_chunk_s": compile_s, "options": kw, "target": TARGET_JAX_PATH_RATIO.get(loss)}
+    say(f"{loss:9s} JAX path / rust, paired over {rounds} rounds of {chunk} steps: median "
+        f"{row['median_ratio']:.2f}x (range {row['min_ratio']:.2f}-{row['max_ratio']:.2f}; rust "
+        f"{np.median(r_ms):.2f} ms, jax path {np.median(j_ms):.2f} ms per step)")
     return row
 
 
@@ -259,34 +352,34 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
-def check_agreement(jx, loss: str, steps: int) -> dict:
-    """``steps`` steps from the same particles: reference loop and JAX backend against the Rust flow."""
+def check_agreement(jx, loss: str, steps: int, with_reference: bool) -> dict:
+    """``steps`` steps from the same particles: the JAX path (and the reference loop) against the Rust flow."""
     _jax, jnp = jx
     cfg = config(loss, "rust")
     ds = load_dataset(cfg)
     rust = make_flow(cfg, ds)
-    jflow = make_flow(config(loss, "jax"), ds)
-    step = reference_step(jx, loss, cfg, ds.source.shape[0], ds.target.shape[0])
+    jflow = make_flow(config(loss, "jax", log_every=1), ds)
+    step = reference_step(jx, loss, cfg, ds.source.shape[0], ds.target.shape[0]) if with_reference else None
     x, y = jnp.asarray(ds.source), jnp.asarray(ds.target)
     ref_rel, jax_rel = [], []
     for _ in range(steps):
         rust.step()
-        jflow.step()
-        x = step(x, y)
-        ref_rel.append(rel_diff(np.asarray(x), rust.particles))
+        jflow.advance(1)
+        if step is not None:
+            x = step(x, y)
+            ref_rel.append(rel_diff(np.asarray(x), rust.particles))
         jax_rel.append(rel_diff(jflow.particles, rust.particles))
     moved = float(np.abs(rust.particles - ds.source).max())
-    row = {"loss": loss, "steps": steps, "reference_rel_diff": ref_rel, "jax_backend_rel_diff": jax_rel,
+    row = {"loss": loss, "steps": steps, "reference_rel_diff": ref_rel or None, "jax_path_rel_diff": jax_rel,
            "max_displacement": moved, "rtol": AGREE_RTOL}
     say(f"{loss:9s} agreement after {steps} steps (max |dx| / max |x|, particles moved up to {moved:.3g}): "
-        f"reference loop {ref_rel[-1]:.2e}, JAX backend {jax_rel[-1]:.2e}  (per step: "
-        + ", ".join(f"{v:.1e}" for v in ref_rel) + ")")
-    bad = [name for name, vals in (("reference loop", ref_rel), ("JAX backend", jax_rel))
+        f"JAX path {jax_rel[-1]:.2e}" + (f", reference loop {ref_rel[-1]:.2e}" if ref_rel else ""))
+    bad = [name for name, vals in (("reference loop", ref_rel), ("JAX path", jax_rel))
            if not all(math.isfinite(v) and v <= AGREE_RTOL for v in vals)]
     if bad or moved < 1e-3:
         raise SystemExit(
             f"bench_flows: {loss}: {' and '.join(bad) or 'nothing'} disagree(s) with the Rust flow beyond "
-            f"{AGREE_RTOL:g} relative (reference {ref_rel}, jax {jax_rel}; max displacement {moved:.3g}): "
+            f"{AGREE_RTOL:g} relative (reference {ref_rel}, jax path {jax_rel}; max displacement {moved:.3g}): "
             "the timings would not compare the same computation"
         )
     return row
@@ -408,7 +501,7 @@ def markdown(report: dict) -> str:
     blas = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in pools) or "n/a"
     load = m["load_average_1min"]
     lines = [
-        f"# ntkgan flows: Rust vs JAX backend vs a neural-tangents loop{' (--quick)' if s['quick'] else ''}",
+        f"# ntkgan flows: Rust path vs JAX path{' (--quick)' if s['quick'] else ''}",
         "",
         (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable); commit "
         f"{m['git_commit'] or 'unknown'}; Python {v['python']}, numpy {v['numpy']}, jax {v['jax'] or 'n/a'}, "
@@ -416,35 +509,39 @@ def markdown(report: dict) -> str:
         f"(SIMD {m.get('simd_path', 'n/a')}); BLAS {blas}; "
         f"1-min load average {_f(load['start'], '.2f')} at the start, {_f(load['end'], '.2f')} at the end."),
         (f"eight_gaussians {s['n_source']} vs {s['n_target']}, relu (depth 3, b_std 1), eta {s['eta']:g}, "
-        f"t {s['t']:g}, float64, CPU. Timed steps after {s['warmup']} warm-up steps: rust {s['steps']}, "
-        f"jax {s.get('jax_steps', s['steps'])}, NT loop {s.get('nt_steps', s['steps'])}; "
-        "ms/step = mean (median); 50k = projected time of 50 000 steps."),
+        f"t {s['t']:g}, float64, CPU. Rust: {s['steps']} timed steps after {s['warmup']} warm-up steps; JAX "
+        f"path: chunks of {s['chunk']} steps (one lax.scan each) after one warm-up chunk, {s['jax_steps']} steps; "
+        f"JAX host loop {s['host_steps']} steps; NT loop {s['nt_steps']} steps; ms/step = mean (median). "
+        f"JAX path / rust: median of {s['rounds']} paired rounds of {s['chunk']} steps each (min-max); "
+        "50k = projected time of 50 000 Rust steps."),
         "",
-        ("| loss | rust ms/step | jax ms/step | NT loop ms/step | rust/jax | target | met "
-        "| rust/NT loop | planning NT ms | rust 50k min | target | met |"),
-        "|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|:---:|",
+        ("| loss | rust ms/step | JAX path ms/step | JAX path / rust (paired) | target | met "
+        "| JAX host loop ms/step | NT loop ms/step | rust 50k min | target | met |"),
+        "|---|---:|---:|---:|---:|:---:|---:|---:|---:|---:|:---:|",
     ]
     for r in report["flows"]:
-        ratio, ref_ratio = r["ratio_rust_jax"], r["ratio_rust_reference"]
+        pair = r["paired"]
 
         def ms(x):
             return "n/a" if x is None else f"{x['mean_ms']:.2f} ({x['median_ms']:.2f})"
 
+        ratio = "n/a" if pair is None else (f"{pair['median_ratio']:.2f}x ({pair['min_ratio']:.2f}-"
+                                           f"{pair['max_ratio']:.2f})")
+        met = None if pair is None else pair["median_ratio"] <= pair["target"]
         lines.append(
-            f"| {r['loss']} | {ms(r['rust'])} | {ms(r['jax'])} | {ms(r['reference'])} "
-            f"| {_f(ratio, '.1f')}{'x' if ratio is not None else ''} | >= {r['target_ratio']:g}x "
-            f"| {_yes(None if ratio is None else ratio >= r['target_ratio'])} "
-            f"| {_f(ref_ratio, '.1f')}{'x' if ref_ratio is not None else ''} | {PLANNING_MS[r['loss']]:g} "
-            f"| {r['rust']['projected_50k_min']:.1f} | < {TARGET_FULL_MIN[r['loss']]:g} "
+            f"| {r['loss']} | {ms(r['rust'])} | {ms(r['jax_path'])} | {ratio} "
+            f"| <= {TARGET_JAX_PATH_RATIO[r['loss']]:g}x | {_yes(met)} | {ms(r['host_loop'])} "
+            f"| {ms(r['reference'])} | {r['rust']['projected_50k_min']:.1f} | < {TARGET_FULL_MIN[r['loss']]:g} "
             f"| {_yes(r['rust']['projected_50k_min'] < TARGET_FULL_MIN[r['loss']])} |"
         )
     if report["agreement"]:
         lines += ["", (f"Agreement with the Rust flow after {s['check_steps']} steps from the same particles "
                   f"(max |dx| / max |x|; required <= {AGREE_RTOL:g}):"), "",
-                  "| loss | NT loop | JAX backend | particles moved up to |", "|---|---:|---:|---:|"]
+                  "| loss | JAX path | NT loop | particles moved up to |", "|---|---:|---:|---:|"]
         for a in report["agreement"]:
-            lines.append(f"| {a['loss']} | {a['reference_rel_diff'][-1]:.1e} "
-                         f"| {a['jax_backend_rel_diff'][-1]:.1e} | {a['max_displacement']:.3g} |")
+            ref = a["reference_rel_diff"]
+            lines.append(f"| {a['loss']} | {a['jax_path_rel_diff'][-1]:.1e} "
+                         f"| {'n/a' if not ref else format(ref[-1], '.1e')} | {a['max_displacement']:.3g} |")
     if report["full"]:
         lines += ["", ("Full runs through the runner (Rust; metrics every 100 steps, default checkpoints and "
                   "snapshots):"), "",
@@ -471,17 +568,26 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="50 timed steps, 2 warm-up, 3 check steps")
+    parser.add_argument("--quick", action="store_true", help="50 timed steps, 2 warm-up, 3 check steps, chunks of 10, 3 paired rounds")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per case (default {DEFAULT_STEPS}, quick 50)")
     parser.add_argument("--jax-steps", type=int, default=None,
-                        help="timed steps of the JAX backend flows (default: --steps)")
+                        help="timed steps of the JAX path (default: --steps, rounded up to whole chunks)")
+    parser.add_argument("--host-steps", type=int, default=None,
+                        help="timed steps of the JAX host loop (default 100, quick 10)")
     parser.add_argument("--nt-steps", type=int, default=None,
-                        help="timed steps of the neural-tangents loop (default: --steps)")
+                        help="timed steps of the neural-tangents loop (default 60, quick 10)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help=f"steps per JAX-path chunk (default {DEFAULT_CHUNK}, quick 10)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="paired rounds of the JAX path / rust ratio (default 10, quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5, quick 2)")
     parser.add_argument("--check-steps", type=int, default=None,
                         help="steps of the agreement check (default 5, quick 3)")
-    parser.add_argument("--no-jax", action="store_true", help="Rust only (no JAX backend, no NT loop)")
+    parser.add_argument("--backend", choices=("all", "rust", "jax"), default="all",
+                        help="rust: the Rust path only; jax: Rust and the JAX path (paired ratio); all: also "
+                             "the JAX host loop and the neural-tangents loop (default)")
+    parser.add_argument("--no-jax", action="store_true", help="the same as --backend rust")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit numpy/scipy's BLAS to this many threads (threadpoolctl; default: as is)")
     parser.add_argument("--full", action="store_true", help="also time the paper's full runs (runner)")
@@ -493,11 +599,15 @@ def main(argv=None) -> dict:
     steps = args.steps if args.steps is not None else (50 if args.quick else DEFAULT_STEPS)
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     check_steps = args.check_steps if args.check_steps is not None else (3 if args.quick else 5)
+    chunk = args.chunk if args.chunk is not None else (10 if args.quick else DEFAULT_CHUNK)
     jax_steps = args.jax_steps if args.jax_steps is not None else steps
-    nt_steps = args.nt_steps if args.nt_steps is not None else steps
+    host_steps = args.host_steps if args.host_steps is not None else (10 if args.quick else 100)
+    nt_steps = args.nt_steps if args.nt_steps is not None else (10 if args.quick else 60)
+    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 10)
+    backend = "rust" if args.no_jax else args.backend
     for name, value in (("--steps", steps), ("--warmup", warmup), ("--check-steps", check_steps),
-                        ("--jax-steps", jax_steps), ("--nt-steps", nt_steps),
-                        ("--full-steps", args.full_steps)):
+                        ("--jax-steps", jax_steps), ("--host-steps", host_steps), ("--nt-steps", nt_steps),
+                        ("--chunk", chunk), ("--rounds", rounds), ("--full-steps", args.full_steps)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
     if "rust" not in ntkgan.backends.available():
@@ -517,24 +627,29 @@ def main(argv=None) -> dict:
     # 1. Rust flows, then the full runs, before any JAX code runs in this process
     rust = {loss: time_flow(loss, "rust", steps, warmup) for loss in LOSSES}
     full = [full_run(loss, args.full_steps) for loss in LOSSES] if args.full else []
-    # 2. agreement, JAX backend and the neural-tangents loop
-    jx = None if args.no_jax else load_jax()
-    agreement, jaxb, ref = [], {}, {}
+    # 2. agreement, the JAX path (and the paired ratio), the JAX host loop and the neural-tangents loop
+    jx = None if backend == "rust" else load_jax()
+    agreement, jpath, pairs, host, ref = [], {}, {}, {}, {}
     if jx is not None:
-        agreement = [check_agreement(jx, loss, check_steps) for loss in LOSSES]
-        jaxb = {loss: time_flow(loss, "jax", jax_steps, warmup) for loss in LOSSES}
-        ref = {loss: time_reference(jx, loss, nt_steps, warmup) for loss in LOSSES}
+        nt = backend == "all" and has_neural_tangents()
+        agreement = [check_agreement(jx, loss, check_steps, nt) for loss in LOSSES]
+        jpath = {loss: time_jax_path(loss, jax_steps, chunk) for loss in LOSSES}
+        pairs = {loss: paired_ratio(loss, rounds, chunk) for loss in LOSSES}
+        if backend == "all":
+            host = {loss: time_host_loop(loss, host_steps, warmup) for loss in LOSSES}
+        if nt:
+            ref = {loss: time_reference(jx, loss, nt_steps, warmup) for loss in LOSSES}
+        else:
+            notes.append("the neural-tangents oracle was not used (absent, or --backend jax): NT loop is n/a.")
     else:
-        notes.append("JAX/neural-tangents not used (absent or --no-jax): JAX and NT-loop columns are n/a.")
+        notes.append("JAX not used (absent or --backend rust): the JAX columns are n/a.")
 
     flows = []
     for loss in LOSSES:
-        r, j, n = rust[loss], jaxb.get(loss), ref.get(loss)
         flows.append({
-            "loss": loss, "rust": r, "jax": j, "reference": n,
-            "ratio_rust_jax": None if j is None else j["mean_ms"] / r["mean_ms"],
-            "ratio_rust_reference": None if n is None else n["mean_ms"] / r["mean_ms"],
-            "target_ratio": TARGET_RATIO[loss], "planning_reference_ms": PLANNING_MS[loss],
+            "loss": loss, "rust": rust[loss], "jax_path": jpath.get(loss), "paired": pairs.get(loss),
+            "host_loop": host.get(loss), "reference": ref.get(loss),
+            "target_jax_path_ratio": TARGET_JAX_PATH_RATIO[loss], "planning_reference_ms": PLANNING_MS[loss],
         })
     load = {"start": load_start, "end": _loadavg()}
     busy = max((v for v in load.values() if v is not None), default=None)
@@ -545,12 +660,13 @@ def main(argv=None) -> dict:
     report = {
         "machine": dict(machine_info(), load_average_1min=load, blas=blas_info()),
         "settings": {"quick": args.quick, "steps": steps, "jax_steps": jax_steps, "nt_steps": nt_steps,
+                     "host_steps": host_steps, "chunk": chunk, "rounds": rounds, "backend": backend,
                      "warmup": warmup, "check_steps": check_steps,
                      "data": cfg.data, "n_source": cfg.n_source, "n_target": cfg.n_target, "arch": cfg.arch,
                      "eta": cfg.eta, "t": cfg.t, "dtype": "float64", "device": "cpu",
                      "rust_threads": ntkgan.get_num_threads(), "blas_threads_limit": args.blas_threads,
                      "full_steps": args.full_steps if args.full else None},
-        "targets": {"full_min": TARGET_FULL_MIN, "ratio_rust_jax": TARGET_RATIO},
+        "targets": {"full_min": TARGET_FULL_MIN, "jax_path_over_rust": TARGET_JAX_PATH_RATIO},
         "planning_reference_ms": PLANNING_MS,
         "flows": flows,
         "agreement": agreement,

@@ -53,7 +53,7 @@ import mpmath
 import ntkgan
 import numpy as np
 import pytest
-from conftest import requires_jax
+from conftest import requires_nt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mp_reference import (
@@ -170,7 +170,7 @@ def test_rust_nearly_antipodal_matches_mp_reference(arch, d, kind):
     assert not failures, "\n".join(failures)
 
 
-@requires_jax
+@requires_nt
 @pytest.mark.parametrize("arch", ARCHS[:6], ids=_arch_id)
 def test_rust_at_least_as_accurate_as_neural_tangents(arch):
     """At every delta, the Rust backend's worst error is at most neural-tangents' (or FLOOR), NTK, d = 3.

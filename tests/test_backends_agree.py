@@ -346,26 +346,27 @@ def _near_cusp_cases(draw):
     return arch, draw(st.sampled_from(KINDS)), x[None], np.array(ys)
 
 
+@pytest.mark.parametrize("other", OTHERS)
 @_settings(10)
 @given(case=_near_cusp_cases())
-def test_near_cusp_pairs_are_adjudicated_by_mpmath(case):
-    """Nearly antipodal and nearly coincident pairs, which ``_usable_pairs`` drops above because the JAX
-    backend (neural-tangents' closed forms) computes ``s^2`` by cancellation there.  Pair by pair (values,
-    and gradients with one-hot weights), both backends are compared with the exact reference
+def test_near_cusp_pairs_are_adjudicated_by_mpmath(other, case):
+    """Nearly antipodal and nearly coincident pairs, which ``_usable_pairs`` drops above because the other
+    backends (neural-tangents' closed forms above all) compute ``s^2`` by cancellation there.  Pair by pair
+    (values, and gradients with one-hot weights), both backends are compared with the exact reference
     (tests/mp_reference.py): the Rust backend is within MP_VALUE_RTOL / MP_GRAD_RTOL, and where the two
-    backends part by more than RTOL, the JAX backend is the one that is wrong (its error exceeds Rust's)."""
+    backends part by more than RTOL, the other backend is the one that is wrong (its error exceeds Rust's)."""
     from mp_reference import pair_errors
 
     arch, kind, x, y = case
     k_rust = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="rust")[0]
-    k_jax = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="jax")[0]
+    k_jax = ntkgan.kernel(x, y, arch=arch, kind=kind, backend=other)[0]
     eye = np.eye(y.shape[0])
     for j in range(y.shape[0]):
         g_rust = ntkgan.kernel_grad(x, y, eye[j], arch=arch, kind=kind, backend="rust")[0]
-        g_jax = ntkgan.kernel_grad(x, y, eye[j], arch=arch, kind=kind, backend="jax")[0]
+        g_jax = ntkgan.kernel_grad(x, y, eye[j], arch=arch, kind=kind, backend=other)[0]
         er = pair_errors(k_rust[j], g_rust, x[0], y[j], arch, kind)
         ej = pair_errors(k_jax[j], g_jax, x[0], y[j], arch, kind)
-        msg = f"pair {j}: rust (value, grad) errors {er}, jax {ej}\n{_describe(arch, kind, x, y)}"
+        msg = f"pair {j}: rust (value, grad) errors {er}, {other} {ej}\n{_describe(arch, kind, x, y)}"
         assert er[0] <= MP_VALUE_RTOL and er[1] <= MP_GRAD_RTOL, msg
         part_value = abs(k_jax[j] - k_rust[j]) > RTOL * abs(k_rust[j])
         part_grad = np.linalg.norm(g_jax - g_rust) > RTOL * np.linalg.norm(g_rust)

@@ -3,7 +3,9 @@ r"""Resuming a run directory: which checkpoint, and whether the configuration is
 A run's configuration is fixed when it starts.  ``run.json`` and every checkpoint record the configuration
 the run started with (``config``) and a digest of the part that decides the numbers
 (:func:`config_identity`: everything but the fields in :data:`MUTABLE_ON_RESUME`, which may change on
-resume: ``steps``, to extend a run, and ``checkpoint_every``, a cadence).  :func:`plan_resume` compares the
+resume: ``steps``, to extend a run, ``checkpoint_every``, a cadence, and ``backend``: the Rust and JAX
+paths compute the same steps up to rounding and read and write the same checkpoints, so a run started on
+one may continue on the other; a resume on the same backend stays bit-identical).  :func:`plan_resume` compares the
 directory's ``config.json`` (which a user may have edited) and the configuration a caller asks for with
 it, and refuses any difference with one line naming the keys (``seed: 0 -> 7``); it checks that the steps
 asked for are not below the steps done; it picks the newest readable checkpoint and says so, or says that it
@@ -25,7 +27,7 @@ __all__ = ["MUTABLE_ON_RESUME", "ResumePlan", "config_digest", "config_identity"
            "plan_resume", "read_json", "scan_checkpoints"]
 
 #: Config fields a resume may change: they do not change the numbers of the steps already taken.
-MUTABLE_ON_RESUME = ("steps", "checkpoint_every")
+MUTABLE_ON_RESUME = ("steps", "checkpoint_every", "backend")
 CHECKPOINT_DIR = "checkpoints"
 STATE_PREFIX = "flow."
 
@@ -99,7 +101,8 @@ class ResumePlan:
     Attributes
     ----------
     config : Config
-        The configuration to run (the started one, with ``steps`` and ``checkpoint_every`` as asked).
+        The configuration to run (the started one, with ``steps``, ``checkpoint_every`` and ``backend`` as
+        asked).
     checkpoint : dict or None
         The checkpoint to continue from (:func:`scan_checkpoints`), or None: from step 0.
     steps_done : int
@@ -121,7 +124,8 @@ def plan_resume(out_dir: Path, config=None) -> ResumePlan:
     ------
     ValueError
         ``out_dir`` holds no run; its ``config.json`` is unreadable or differs from the configuration the
-        run started with; ``config`` differs from it in more than ``steps`` and ``checkpoint_every``; or
+        run started with; ``config`` differs from it in more than ``steps``, ``checkpoint_every`` and
+        ``backend``; or
         ``config.steps`` is below the steps done.  Each message is one line naming the keys
         (``seed: 0 -> 7``).
     """
@@ -153,7 +157,7 @@ def plan_resume(out_dir: Path, config=None) -> ResumePlan:
         asked = config_identity(config.to_dict())
         if asked != reference:
             raise ValueError(f"resume: the configuration differs from the run's ({describe_changes(reference, asked)});"
-                             f" only {' and '.join(MUTABLE_ON_RESUME)} may change on resume")
+                             f" only {', '.join(MUTABLE_ON_RESUME)} may change on resume")
     steps_done = checkpoint["step"] if checkpoint is not None else 0
     if config.steps < steps_done:
         raise ValueError(f"resume: steps {config.steps} is below the {steps_done} steps the run has done "

@@ -461,9 +461,13 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         step = start
         last_ckpt = time.perf_counter()
         while step < steps:
-            gen_loss = float(flow.step())
-            step += 1
-            bar.update(1)
+            # the steps up to the next event (metric row, snapshot, checkpoint, end) in one call: a compiled
+            # flow (backend="jax") runs them as one lax.scan on the device
+            k = 1 if first_frame is not None else _steps_to_next_event(step, steps, log_every, snap_every,
+                                                                         ckpt_every)
+            gen_loss = float(flow.advance(k)[-1])
+            step += k
+            bar.update(k)
             if first_frame is not None:
                 _snapshot(out_dir, config, 0, first_frame, flow.discriminator, dataset, bounds)
                 first_frame = None
@@ -501,3 +505,12 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         raise
     return RunResult(out_dir=out_dir, config=config, step=steps, particles=particles, metrics=rows,
                      wall_time=wall, resumed_from=resumed_from, notes=notes)
+
+
+def _steps_to_next_event(step: int, steps: int, *periods: int) -> int:
+    """Steps from ``step`` to the next multiple of one of the (nonzero) ``periods``, or to ``steps``."""
+    k = steps - step
+    for period in periods:
+        if period:
+            k = min(k, period - step % period)
+    return k

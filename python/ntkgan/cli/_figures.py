@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ntkgan.studies.adequation import DEFAULT_WIDTHS, PRESETS, adequation
 from ntkgan.cli._options import add_out, add_quiet
+from ntkgan.studies.adequation import DEFAULT_WIDTHS, PRESETS, adequation
 from ntkgan.studies.vector_field import save_vector_field, vector_field
 
 __all__ = ["add_adequation_command", "add_vector_field_command"]

@@ -44,16 +44,17 @@ def _resume_config(args):
     given = {k: getattr(args, k) for k in ("loss", "arch", "data", "seed", "backend", "log_every")
              if getattr(args, k) is not None}
     given.update(parse_set_options(args.set))
-    allowed = {"steps", "checkpoint_every"}
+    allowed = {"steps", "checkpoint_every", "backend"}
     changes = {k: v for k, v in given.items() if k not in allowed and saved.get(k, "<unset>") != v}
     if changes:
         old = {k: saved.get(k, "<unset>") for k in changes}
         raise ValueError(f"resume: {describe_changes(old, changes)}: a run's configuration is fixed when it "
-                         "starts; only --steps, --checkpoint-every, --snapshot-every and --quiet may change")
+                         "starts; only --steps, --checkpoint-every, --snapshot-every, --backend and --quiet may "
+                         "change")
     if args.out is not None and Path(args.out) != out:
         raise ValueError(f"resume: --out {args.out!r} and --resume {args.resume!r} name different directories")
-    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every))
-               if v is not None}
+    updates = {k: v for k, v in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every),
+                                 ("backend", args.backend)) if v is not None}
     updates.update({k: v for k, v in given.items() if k in allowed})
     try:
         return Config.from_dict(dict(saved, **updates))
@@ -105,7 +106,9 @@ def add_run_command(subparsers) -> None:
                    help=f"data preset or dataset name, e.g. image:PATH (default: {RUN_DEFAULTS['data']})")
     p.add_argument("--steps", type=int, default=None, help="number of steps (default: the preset's, 50000)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
-    p.add_argument("--backend", default=None, help="kernel backend: rust or jax (default: rust)")
+    p.add_argument("--backend", default=None,
+                   help="rust, or jax: whole steps compiled on JAX's default device, the GPU when there is one "
+                        "(default: $NTKGAN_BACKEND or rust; may change on --resume)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<loss>-<arch>-<data>-seed<S>)")
     p.add_argument("--log-every", dest="log_every", type=int, default=None,
                    help="steps between metric rows (default: the preset's, 100)")
@@ -119,8 +122,8 @@ def add_run_command(subparsers) -> None:
                    help="override any config field (repeatable), e.g. --set eta=500 --set n_source=100")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its newest checkpoint; its configuration is fixed: only "
-                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every and --quiet "
-                        "may change, any other option given must equal the run's")
+                        "--steps (not below the steps done), --checkpoint-every, --snapshot-every, --backend "
+                        "and --quiet may change, any other option given must equal the run's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_quiet(p)
     p.set_defaults(func=_run_cli)

@@ -73,6 +73,10 @@ class Flow:
     """
 
     kind = "base"
+    #: Whether whole steps run compiled on the JAX device (:mod:`ntkgan.jax_path`).
+    compiled = False
+    #: Why a ``backend="jax"`` flow runs the host loop instead (None otherwise).
+    not_compiled: str | None = None
 
     def __init__(self, config, dataset: Dataset, rng: np.random.Generator):
         self.config = config
@@ -130,6 +134,12 @@ class Flow:
     def run(self, n_steps: int) -> list[float]:
         """``n_steps`` calls of :meth:`step`; returns their losses."""
         return [self.step() for _ in range(int(n_steps))]
+
+    def advance(self, n_steps: int) -> list[float]:
+        """``n_steps`` generator steps; returns their losses.  The runner's unit of work between two events
+        (metric rows, snapshots, checkpoints): the host flows step one by one, the compiled flows of
+        :mod:`ntkgan.jax_path` run the steps as one :func:`jax.lax.scan` on the device."""
+        return self.run(n_steps)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume bit-identically, as numpy arrays (``allow_pickle=False`` safe)."""
@@ -359,7 +369,10 @@ def make_flow(config, dataset: Dataset | None = None, *, rng: np.random.Generato
     Returns
     -------
     Flow
-        :class:`ParticleFlow` (``coupling="free"`` or ``"kernel"``) or :class:`GeneratorFlow`.
+        :class:`ParticleFlow` (``coupling="free"`` or ``"kernel"``) or :class:`GeneratorFlow`; with
+        ``backend="jax"`` (the config's, else ``$NTKGAN_BACKEND``) their compiled versions
+        (:mod:`ntkgan.jax_path`, ``flow.compiled`` True) unless :func:`ntkgan.jax_path.unsupported` names a
+        reason, which ``flow.not_compiled`` then holds (the host loop runs, with the JAX kernels).
 
     Raises
     ------
@@ -388,7 +401,19 @@ def make_flow(config, dataset: Dataset | None = None, *, rng: np.random.Generato
     if dataset.source.shape[0] == 0 or dataset.target.shape[0] == 0:
         raise ValueError(f"dataset must have points on both sides, got source {dataset.source.shape}, "
                          f"target {dataset.target.shape}")
-    if config.coupling == "generator":
-        return GeneratorFlow(config, dataset, rng)
-    return ParticleFlow(config, dataset, rng)
+    from ntkgan import backends
+
+    reason = None
+    if backends.resolve(config.backend) == "jax":
+        from ntkgan import jax_path
+
+        m = dataset.target.shape[0]
+        batch = m if config.target_batch == 0 or config.target_batch >= m else config.target_batch
+        n = (config.gen_batch or dataset.source.shape[0]) if config.coupling == "generator" else dataset.source.shape[0]
+        reason = jax_path.unsupported(config, n, batch)
+        if reason is None:
+            return jax_path.make_jax_flow(config, dataset, rng)
+    flow = GeneratorFlow(config, dataset, rng) if config.coupling == "generator" else ParticleFlow(config, dataset, rng)
+    flow.not_compiled = reason
+    return flow
 

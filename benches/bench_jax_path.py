@@ -29,8 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_flows import REPO, paired_ratio  # noqa: E402 - also puts the source tree on sys.path
-from bench_kernels import _loadavg, machine_info  # noqa: E402
+from bench_flows import REPO, paired_ratio  # also puts the source tree on sys.path
+from bench_kernels import _loadavg, machine_info
 
 
 def main(argv=None) -> dict:

@@ -78,7 +78,7 @@ def markdown(report: dict) -> str:
          "500 vs 500, float64, CPU; max |x_jax - x_rust| / std(x_rust) after each step count, and the "
          f"Sinkhorn divergences after {at[-1]} steps."),
         "",
-        "| loss | " + " | ".join(f"step {s}" for s in at) + f" | Sinkhorn rust | Sinkhorn JAX path | rel. diff |",
+        "| loss | " + " | ".join(f"step {s}" for s in at) + " | Sinkhorn rust | Sinkhorn JAX path | rel. diff |",
         "|---|" + "---:|" * (len(at) + 3),
     ]
     for r in report["losses"]:

@@ -297,6 +297,21 @@ def _check_backend(name) -> None:
         raise ValueError(f"backend {name!r} is not available: {backends._INSTALL_HINT[name]}")
 
 
+def _jax_path_note(flow, config) -> str | None:
+    """With backend "jax": one line saying whether whole steps are compiled, and on which device."""
+    from ntkgan import backends
+
+    if backends.resolve(config.backend) != "jax":
+        return None
+    import jax
+
+    device = jax.devices()[0]
+    where = f"{jax.default_backend()} ({device.device_kind}), jax {jax.__version__}"
+    if flow.compiled:
+        return f"backend jax: whole steps compiled, up to {flow.spec.length} per call, on {where}"
+    return f"backend jax: steps on the host ({flow.not_compiled}), kernels on {where}"
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Reject an output directory that cannot hold a new run, before any work: a file, a path under a file,
     an unwritable place, or an existing non-empty directory (without ``overwrite``, or not a run directory).
@@ -409,6 +424,10 @@ def run(config=None, out_dir=None, *, resume: bool = False, progress: bool = Tru
         if (out_dir / "metrics.csv").is_file():
             rows = [r for r in read_metrics(out_dir / "metrics.csv") if r["step"] <= start]
     notes = [] if plan is None else list(plan.notes)
+    if config.backend is not None or os.environ.get("NTKGAN_BACKEND"):
+        jax_note = _jax_path_note(flow, config)
+        if jax_note:
+            notes.append(jax_note)
     if verbose:
         for line in notes:
             print(f"ntkgan: {line}", file=sys.stderr)

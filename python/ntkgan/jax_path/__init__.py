@@ -37,6 +37,8 @@ flows amplify rounding differences (docs/jax_path.md).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ntkgan.arch import Mlp
@@ -106,7 +108,6 @@ def unsupported(config, n_source: int | None = None, n_batch: int | None = None)
 def _spec_builder(config):
     """A function ``flow -> StepSpec`` (the flow supplies the sizes and the coupling it built)."""
     from ntkgan.discriminator._infinite import DEFAULT_TOL
-    from ntkgan.jax_path._flows import MAX_CHUNK
     from ntkgan.jax_path._step import StepSpec
 
     def build(flow) -> StepSpec:
@@ -127,10 +128,27 @@ def _spec_builder(config):
             grad_penalty=float(c.d_grad_penalty), antisymmetric=c.d_f0 == "zero",
             gen_arch=c.generator_arch() if generator else None, latent_dim=int(c.gen_latent_dim),
             optimizer=c.gen_optimizer, gen_lr=float(c.gen_lr), fresh_z=bool(c.gen_fresh_z),
-            length=int(max(1, min(c.log_every, MAX_CHUNK))),
+            length=_chunk_length(c, flow.dim, n, batch < m),
         )
 
     return build
+
+
+def _chunk_length(config, dim: int, n: int, batched: bool) -> int:
+    """Steps per compiled chunk: ``log_every`` (at most ``MAX_CHUNK``), fewer when one chunk's random
+    draws would exceed ``DRAW_BYTES`` (a re-initialised network's parameters per step; fresh latent codes)."""
+    from ntkgan.jax_path._flows import DRAW_BYTES, MAX_CHUNK
+
+    per_step = 0
+    if config.discriminator == "reset":
+        widths = [dim] + [config.d_width] * config.d_depth + [1]
+        per_step += 8 * sum(a * b + b for a, b in itertools.pairwise(widths))
+    if config.coupling == "generator" and config.gen_fresh_z:
+        per_step += 8 * n * config.gen_latent_dim
+    if batched:
+        per_step += 4 * config.target_batch
+    cap = max(1, DRAW_BYTES // per_step) if per_step else MAX_CHUNK
+    return int(max(1, min(config.log_every, MAX_CHUNK, cap)))
 
 
 def make_jax_flow(config, dataset, rng: np.random.Generator):

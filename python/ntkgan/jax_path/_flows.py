@@ -35,6 +35,9 @@ __all__ = ["JaxGeneratorFlow", "JaxParticleFlow"]
 
 #: Most steps in one compiled chunk (the runner asks for at most ``log_every`` at a time).
 MAX_CHUNK = 1000
+#: Most bytes of per-step random draws in one chunk (re-initialised networks: 270 kB per step for the
+#: paper's width-128 networks on 2-D data, so chunks of at most 250 steps).
+DRAW_BYTES = 64 * 2**20
 
 
 def _device(a, dtype=jnp.float64):

@@ -140,6 +140,7 @@ with _native_stderr_silenced():
     from neural_tangents import stax
 
 from ntkgan.arch import ABRelu, Erf, Mlp, Rbf
+from ntkgan.backends._jax_native import _cusp_sqrt  # the same convention at the cusp
 
 __all__ = ["CHUNK_ENTRIES", "S2_RTOL", "kernel", "kernel_grad", "kernel_matvec"]
 
@@ -156,22 +157,6 @@ S2_RTOL = 2.0**-44
 # --------------------------------------------------------------------------------------------------
 # Activation layers exact at coincident inputs (the closed forms of neural-tangents' ABRelu, Erf, Rbf)
 # --------------------------------------------------------------------------------------------------
-
-
-@jax.custom_jvp
-def _cusp_sqrt(s2, prod):
-    """``sqrt(s2)`` where ``s2 > S2_RTOL * prod``, else 0 with derivative 0 (``prod`` is only a scale)."""
-    keep = s2 > S2_RTOL * prod
-    return jnp.where(keep, jnp.sqrt(jnp.where(keep, s2, 1.0)), 0.0)
-
-
-@_cusp_sqrt.defjvp
-def _cusp_sqrt_jvp(primals, tangents):
-    s2, prod = primals
-    s2_dot, _ = tangents
-    keep = s2 > S2_RTOL * prod
-    root = jnp.sqrt(jnp.where(keep, s2, 1.0))
-    return jnp.where(keep, root, 0.0), jnp.where(keep, s2_dot / (2.0 * root), 0.0)
 
 
 @jax.custom_jvp

@@ -232,9 +232,9 @@ def test_kernel_grad_value_grad_agree_with_rust(data):
     g_rust = _rust("kernel_grad", x, y, w, arch, kind)
     floor = _grad_floor(k_rust, w, np.concatenate([x, y]))
     _agree(jn.kernel_grad(x, y, w, arch, kind), g_rust, "kernel_grad", case, rtol, floor)
-    f, g = jn.kernel_value_grad(x, y, w, arch, kind)
-    _agree(f, k_rust @ w, "kernel_value_grad values", case, rtol, rtol * np.abs(k_rust).max() * np.abs(w).sum())
-    _agree(g, g_rust, "kernel_value_grad gradient", case, rtol, floor)
+    f, g = jn.kernel_value_and_grad(x, y, w, arch, kind)
+    _agree(f, k_rust @ w, "kernel_value_and_grad values", case, rtol, rtol * np.abs(k_rust).max() * np.abs(w).sum())
+    _agree(g, g_rust, "kernel_value_and_grad gradient", case, rtol, floor)
 
 
 @requires_rust
@@ -418,13 +418,13 @@ def test_tiled_calls_equal_untiled(monkeypatch, activation, entries):
     y[1] = x[6]
     full = [
         jn.kernel(x, y, arch, "ntk"), jn.kernel(x, None, arch, "ntk"), jn.kernel_grad(x, y, w, arch, "ntk"),
-        jn.kernel_matvec(x, y, w, arch, "ntk"), *jn.kernel_value_grad(x, y, w, arch, "ntk"),
+        jn.kernel_matvec(x, y, w, arch, "ntk"), *jn.kernel_value_and_grad(x, y, w, arch, "ntk"),
     ]
     monkeypatch.setattr(jn, "CHUNK_ENTRIES", entries)
     assert jn._tile_shape(7, 5, arch, 3) == {3: (1, 3), 10: (2, 5)}[entries]
     tiled = [
         jn.kernel(x, y, arch, "ntk"), jn.kernel(x, None, arch, "ntk"), jn.kernel_grad(x, y, w, arch, "ntk"),
-        jn.kernel_matvec(x, y, w, arch, "ntk"), *jn.kernel_value_grad(x, y, w, arch, "ntk"),
+        jn.kernel_matvec(x, y, w, arch, "ntk"), *jn.kernel_value_and_grad(x, y, w, arch, "ntk"),
     ]
     for a, b in zip(tiled, full):
         assert_close(a, b, rtol=1e-14, atol=1e-14 * np.abs(b).max())
@@ -438,7 +438,7 @@ def test_outputs_are_writable_float64_numpy_arrays():
         jn.kernel(x, None, RELU, "ntk"),
         jn.kernel_grad(x, y, w, RELU, "ntk"),
         jn.kernel_matvec(x, y, w, RELU, "ntk"),
-        *jn.kernel_value_grad(x, y, w, RELU, "ntk"),
+        *jn.kernel_value_and_grad(x, y, w, RELU, "ntk"),
     ]
     shapes = [(5, 4), (5, 5), (5, 3), (5,), (5,), (5, 3)]
     for out, shape in zip(outs, shapes):

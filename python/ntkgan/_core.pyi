@@ -27,7 +27,7 @@ def kernel_grad(
 ) -> npt.NDArray[np.float64]:
     """(n, d) array ``G[i] = sum_j weights[j] d/dx k(x_i, y_j)``."""
 
-def kernel_value_grad(
+def kernel_value_and_grad(
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
     weights: npt.NDArray[np.float64],

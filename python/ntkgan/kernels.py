@@ -171,4 +171,4 @@ def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
     be, x, y, weights, arch, kind = _weighted_inputs(x, y, weights, arch, kind, backend)
     if x.shape[0] == 0 or y.shape[0] == 0:
         return np.zeros(x.shape[0]), np.zeros(x.shape)
-    return be.kernel_value_grad(x, y, weights, arch, kind)
+    return be.kernel_value_and_grad(x, y, weights, arch, kind)

@@ -171,10 +171,10 @@ fn kernel_grad<'py>(
 /// `(values, gradient)` arrays returned to Python.
 type ValueGrad<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
 
-/// kernel_value_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
+/// kernel_value_and_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
 #[pyfunction]
 #[pyo3(signature = (x, y, weights, spec, ntk))]
-fn kernel_value_grad<'py>(
+fn kernel_value_and_grad<'py>(
     py: Python<'py>,
     x: PyReadonlyArray2<'py, f64>,
     y: PyReadonlyArray2<'py, f64>,
@@ -188,7 +188,7 @@ fn kernel_value_grad<'py>(
     let (ys, m, dy) = slice2(&y, &mut yb);
     let ws = slice1(&weights, &mut wb);
     let (v, g) = run(py, || {
-        gram::kernel_value_grad(
+        gram::kernel_value_and_grad(
             &arch,
             kind_of(ntk),
             gram::Points::new(xs, n, d)?,
@@ -446,7 +446,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_grad, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_matvec, m)?)?;
-    m.add_function(wrap_pyfunction!(kernel_value_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_value_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(softmin, m)?)?;
     m.add_function(wrap_pyfunction!(gemm_rate, m)?)?;
     m.add_class::<FiniteNet64>()?;

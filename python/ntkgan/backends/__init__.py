@@ -1,7 +1,7 @@
 """Interchangeable kernel backends behind one interface.
 
 Each backend module exposes ``kernel(x, y, arch, kind)``, ``kernel_grad(x, y, weights, arch, kind)``,
-``kernel_matvec(x, y, v, arch, kind)`` and ``kernel_value_grad(x, y, weights, arch, kind)``, taking
+``kernel_matvec(x, y, v, arch, kind)`` and ``kernel_value_and_grad(x, y, weights, arch, kind)``, taking
 validated C-contiguous float64 arrays (``y`` may be None for the symmetric case) and returning float64
 numpy arrays.
 

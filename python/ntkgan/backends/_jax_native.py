@@ -21,7 +21,7 @@ For the network ``arch`` with kernel :math:`k` (the NTK :math:`\Theta` for ``kin
     \texttt{kernel\_grad}(x, y, w)_i = \sum_j w_j \nabla_1 k(x_i, y_j), \qquad
     \texttt{kernel\_matvec}(x, y, v)_i = \sum_j k(x_i, y_j)\, v_j,
 
-and ``kernel_value_grad(x, y, w)`` = ``(kernel_matvec(x, y, w), kernel_grad(x, y, w))`` from one pass
+and ``kernel_value_and_grad(x, y, w)`` = ``(kernel_matvec(x, y, w), kernel_grad(x, y, w))`` from one pass
 (``kernel_grad`` is its second half).  The recursion (documented in :mod:`ntkgan.arch`, neural-tangents'
 conventions): :math:`\Sigma^0(x, y) = \langle x, y\rangle / d`, :math:`\Theta^0 = 0`; a dense layer maps
 ``S <- w^2 S + b^2`` and ``Theta <- S_new + w^2 Theta`` ("ntk") or ``Theta <- n_in S_old + 1 + w^2 Theta``
@@ -121,7 +121,7 @@ __all__ = [
     "kernel",
     "kernel_grad",
     "kernel_matvec",
-    "kernel_value_grad",
+    "kernel_value_and_grad",
     "same_rows",
     "supports",
     "tile_contract",
@@ -616,7 +616,7 @@ def kernel(x: np.ndarray, y: np.ndarray | None, arch: Mlp, kind: str) -> np.ndar
     return out
 
 
-def kernel_value_grad(x: np.ndarray, y: np.ndarray | None, weights: np.ndarray, arch: Mlp, kind: str):
+def kernel_value_and_grad(x: np.ndarray, y: np.ndarray | None, weights: np.ndarray, arch: Mlp, kind: str):
     """``(K(x, y) @ weights, kernel_grad(x, y, weights))`` from one pass (``y=None`` means ``y = x``)."""
     c = _compiled(arch, kind)
     f = np.zeros(x.shape[0])
@@ -630,7 +630,7 @@ def kernel_value_grad(x: np.ndarray, y: np.ndarray | None, weights: np.ndarray, 
 
 def kernel_grad(x: np.ndarray, y: np.ndarray | None, weights: np.ndarray, arch: Mlp, kind: str) -> np.ndarray:
     """``G[i] = sum_j weights[j] d/dx k(x, y_j) at x_i``, shape (n, d) (``y=None`` means ``y = x``)."""
-    return kernel_value_grad(x, y, weights, arch, kind)[1]
+    return kernel_value_and_grad(x, y, weights, arch, kind)[1]
 
 
 def kernel_matvec(x: np.ndarray, y: np.ndarray | None, v: np.ndarray, arch: Mlp, kind: str) -> np.ndarray:

@@ -488,6 +488,6 @@ def kernel_matvec(x: np.ndarray, y: np.ndarray | None, v: np.ndarray, arch: Mlp,
     return _chunked(_compiled(arch, kind).matvec, x, x if y is None else y, v, (x.shape[0],))
 
 
-def kernel_value_grad(x: np.ndarray, y: np.ndarray, weights: np.ndarray, arch: Mlp, kind: str):
+def kernel_value_and_grad(x: np.ndarray, y: np.ndarray, weights: np.ndarray, arch: Mlp, kind: str):
     """``(K(x, y) @ weights, kernel_grad(x, y, weights))`` (two compiled calls)."""
     return kernel_matvec(x, y, weights, arch, kind), kernel_grad(x, y, weights, arch, kind)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ntkgan import _core
 
-__all__ = ["kernel", "kernel_grad", "kernel_matvec", "kernel_value_grad"]
+__all__ = ["kernel", "kernel_grad", "kernel_matvec", "kernel_value_and_grad"]
 
 
 def kernel(x: np.ndarray, y: np.ndarray | None, arch, kind: str) -> np.ndarray:
@@ -21,5 +21,5 @@ def kernel_matvec(x: np.ndarray, y: np.ndarray | None, v: np.ndarray, arch, kind
     return _core.kernel_matvec(x, x if y is None else y, v, arch.rust_spec(), kind == "ntk")
 
 
-def kernel_value_grad(x: np.ndarray, y: np.ndarray, weights: np.ndarray, arch, kind: str):
-    return _core.kernel_value_grad(x, y, weights, arch.rust_spec(), kind == "ntk")
+def kernel_value_and_grad(x: np.ndarray, y: np.ndarray, weights: np.ndarray, arch, kind: str):
+    return _core.kernel_value_and_grad(x, y, weights, arch.rust_spec(), kind == "ntk")

@@ -104,7 +104,7 @@ fn self_tile_impl(
     let mut sx = vec![Dual::<2>::cst(0.0); depth];
     let mut r = [0.0; B];
     let mut lanes = Lanes::new();
-    let mut sin2 = [0.0; B];
+    let mut margins = [0.0; B];
     let (mut tp, mut tv, mut tr) = ([0.0; B], [0.0; B], [0.0; B]);
     let mut flagged: Vec<(usize, usize)> = Vec::new();
     for i in i0..i1 {
@@ -127,12 +127,12 @@ fn self_tile_impl(
             sig_r,
             &sig_q[off..],
             &mut lanes,
-            &mut sin2,
+            &mut margins,
         );
         let (wi, wir) = (w[i], w[i] / sig_r);
         let wl = &wb[off..];
         for k in 0..len {
-            let fast = sin2[k] >= 0.0;
+            let fast = margins[k] >= 0.0;
             let on_col = fast && k >= first_col;
             tp[k] = if fast { wl[k] * lanes.p[k] } else { 0.0 };
             tv[k] = if fast { wl[k] * lanes.v[k] } else { 0.0 };
@@ -151,7 +151,7 @@ fn self_tile_impl(
             }
         }
         for k in 0..len {
-            if sin2[k] < 0.0 {
+            if margins[k] < 0.0 {
                 flagged.push((i, j0 + off + k));
             }
         }
@@ -287,7 +287,7 @@ pub(super) fn value_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gram::kernel_value_grad;
+    use crate::gram::kernel_value_and_grad;
     use crate::gram::tests::lcg;
 
     /// `n` fake points (with an exact duplicate and near-coincident pairs) and `m` others (one a copy
@@ -341,8 +341,8 @@ mod tests {
                 assert!(eligible(&arch, &xp, &zp));
                 assert!(!eligible(&arch, &xp, &z2p));
                 for kind in [Kind::Ntk, Kind::Nngp] {
-                    let (v, g) = kernel_value_grad(&arch, kind, xp, zp, &w).unwrap();
-                    let (v2, g2) = kernel_value_grad(&arch, kind, xp, z2p, &w2).unwrap();
+                    let (v, g) = kernel_value_and_grad(&arch, kind, xp, zp, &w).unwrap();
+                    let (v2, g2) = kernel_value_and_grad(&arch, kind, xp, z2p, &w2).unwrap();
                     let gs = g2.iter().fold(0.0f64, |a, t| a.max(t.abs()));
                     let vs = v2.iter().fold(0.0f64, |a, t| a.max(t.abs()));
                     for k in 0..n * d {
@@ -373,9 +373,9 @@ mod tests {
         let zp = Points::new(&z, n + m, d).unwrap();
         let arch = Arch::relu(3, 1.0, 1.0);
         pool::set_num_threads(1);
-        let one = kernel_value_grad(&arch, Kind::Ntk, xp, zp, &w).unwrap();
+        let one = kernel_value_and_grad(&arch, Kind::Ntk, xp, zp, &w).unwrap();
         pool::set_num_threads(3);
-        let three = kernel_value_grad(&arch, Kind::Ntk, xp, zp, &w).unwrap();
+        let three = kernel_value_and_grad(&arch, Kind::Ntk, xp, zp, &w).unwrap();
         assert_eq!(one, three);
     }
 

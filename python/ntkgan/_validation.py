@@ -23,7 +23,8 @@ KINDS = ("ntk", "nngp")
 
 #: Nonzero input rows must have their largest |entry| in [MIN_SCALE, MAX_SCALE]: kernels involve |x|^2
 #: and products of such (and, near the ReLU cusp, their reciprocals), which leave float64's range outside
-#: it.  Exact zero rows are fine.  Rescale data outside this range.
+#: it.  Exact zero rows are fine.  Rescale data outside this range; homogeneous kernels (bias-free ReLU
+#: family, ntk parameterization) take any scale, see :mod:`ntkgan._homogeneous`.
 MIN_SCALE = 1e-100
 MAX_SCALE = 1e50
 
@@ -131,10 +132,10 @@ def check_array(a, name: str, *, ndim: int = 2) -> np.ndarray:
     return arr
 
 
-def _check_points(a: np.ndarray, name: str) -> np.ndarray:
+def _check_points(a: np.ndarray, name: str, any_scale: bool) -> np.ndarray:
     if a.shape[1] == 0:
         raise ValueError(f"{name} must have at least one feature, got shape {a.shape}")
-    if a.size:
+    if a.size and not any_scale:
         scale = np.abs(a).max(axis=1)
         bad = np.flatnonzero(((scale > 0) & (scale < MIN_SCALE)) | (scale > MAX_SCALE))
         if bad.size:
@@ -146,18 +147,19 @@ def _check_points(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def check_pair(x, y):
+def check_pair(x, y, *, any_scale: bool = False):
     """Validate ``x`` (n, d) and ``y`` (m, d); ``y=None`` returns ``(x, None)`` (symmetric case).
 
-    Rows must be exactly zero or have their largest |entry| in ``[MIN_SCALE, MAX_SCALE]``.
+    Rows must be exactly zero or have their largest |entry| in ``[MIN_SCALE, MAX_SCALE]``, unless
+    ``any_scale`` (a homogeneous kernel, which :mod:`ntkgan._homogeneous` rescales exactly).
     """
-    x = _check_points(check_array(x, "x"), "x")
+    x = _check_points(check_array(x, "x"), "x", any_scale)
     if y is None:
         return x, None
     y = check_array(y, "y")
     if y.shape[1] != x.shape[1]:
         raise ValueError(f"y has {y.shape[1]} features but x has {x.shape[1]}")
-    return x, _check_points(y, "y")
+    return x, _check_points(y, "y", any_scale)
 
 
 def check_vector(v, name: str, length: int, what: str) -> np.ndarray:

@@ -84,6 +84,8 @@ class Activation:
 
     #: True when phi'' is identically 0 (piecewise linear): the gradient penalty's double backprop skips it
     piecewise_linear: bool = False
+    #: True when phi(c x) = c phi(x) for c > 0: bias-free networks then have homogeneous kernels
+    positively_homogeneous: bool = False
 
     def numpy_deriv2(self, x):
         """phi''(x) evaluated with numpy (used by the gradient penalty's double backprop)."""
@@ -137,6 +139,7 @@ class ABRelu(Activation):
         return np.where(x > 0, self.b, self.a)
 
     piecewise_linear = True
+    positively_homogeneous = True
 
     def numpy_deriv2(self, x):
         """0: piecewise linear (the kink's Dirac mass is dropped, as autodiff does)."""
@@ -426,6 +429,16 @@ class Mlp:
                 f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"
             )
         object.__setattr__(self, "width", check_int(self.width, "width"))
+
+    @property
+    def homogeneous(self) -> bool:
+        r"""Whether the kernels are positively 1-homogeneous in each argument,
+        :math:`k(a x, b y) = a b\, k(x, y)` for :math:`a, b > 0` (NNGP and NTK): a positively homogeneous
+        activation (the ReLU family), ``b_std = 0`` and the ``"ntk"`` parameterization (the
+        ``"standard"`` one adds a constant per layer to the NTK).  Such kernels accept inputs of any scale
+        (:mod:`ntkgan._homogeneous`)."""
+        return (self.activation.positively_homogeneous and self.b_std == 0
+                and self.parameterization == "ntk")
 
     def rust_spec(self) -> dict:
         """The plain description passed to ``ntkgan._core`` (raises for JAX-only activations)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ntkgan import _homogeneous as _hom
 from ntkgan import backends as _backends
 from ntkgan._validation import check_kind, check_pair, check_vector
 from ntkgan.arch import Mlp
@@ -43,10 +44,21 @@ def _weighted_inputs(x, y, weights, arch, kind, backend):
     arch = _check_arch(arch)
     kind = check_kind(kind)
     be = _backends.get_backend(backend)
-    x, y = check_pair(x, y)
+    x, y = check_pair(x, y, any_scale=arch.homogeneous)
     y = x if y is None else y
     weights = check_vector(weights, "weights", y.shape[0], "y")
     return be, x, y, weights, arch, kind
+
+
+def _rescaled(x, y, weights, arch):
+    """Rows of a homogeneous kernel's inputs brought into the engines' range (:mod:`ntkgan._homogeneous`):
+    ``(x~, y~, w~, ex, E)`` with ``f = 2^(ex + E) f~`` and ``G = 2^E G~``; None when nothing needs it."""
+    if not (arch.homogeneous and _hom.needs_rescaling(x, y)):
+        return None
+    xs, ex = _hom.rescale_rows(x)
+    ys, ey = (xs, ex) if y is x else _hom.rescale_rows(y)
+    ws, big = _hom.scaled_weights(weights, ey)
+    return xs, ys, ws, ex, big
 
 
 def kernel(x, y=None, *, arch: Mlp, kind: str = "ntk", backend: str | None = None) -> np.ndarray:
@@ -82,10 +94,14 @@ def kernel(x, y=None, *, arch: Mlp, kind: str = "ntk", backend: str | None = Non
     arch = _check_arch(arch)
     kind = check_kind(kind)
     be = _backends.get_backend(backend)
-    x, y = check_pair(x, y)
+    x, y = check_pair(x, y, any_scale=arch.homogeneous)
     m = x.shape[0] if y is None else y.shape[0]
     if x.shape[0] == 0 or m == 0:
         return np.zeros((x.shape[0], m))
+    if arch.homogeneous and _hom.needs_rescaling(x, y):
+        xs, ex = _hom.rescale_rows(x)
+        ys, ey = (None, ex) if y is None else _hom.rescale_rows(y)
+        return _hom.unscale(be.kernel(xs, ys, arch, kind), ex[:, None] + ey[None, :], "the kernel matrix")
     return be.kernel(x, y, arch, kind)
 
 
@@ -111,6 +127,10 @@ def kernel_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk", backend: str | N
     be, x, y, weights, arch, kind = _weighted_inputs(x, y, weights, arch, kind, backend)
     if x.shape[0] == 0 or y.shape[0] == 0:
         return np.zeros(x.shape)
+    scaled = _rescaled(x, y, weights, arch)
+    if scaled is not None:
+        xs, ys, ws, _, big = scaled
+        return _hom.unscale(be.kernel_grad(xs, ys, ws, arch, kind), big, "the kernel gradient")
     return be.kernel_grad(x, y, weights, arch, kind)
 
 
@@ -132,11 +152,16 @@ def kernel_matvec(x, y, v, *, arch: Mlp, kind: str = "ntk", backend: str | None 
     arch = _check_arch(arch)
     kind = check_kind(kind)
     be = _backends.get_backend(backend)
-    x, y = check_pair(x, y)
+    x, y = check_pair(x, y, any_scale=arch.homogeneous)
     m = x.shape[0] if y is None else y.shape[0]
     v = check_vector(v, "v", m, "y")
     if x.shape[0] == 0 or m == 0:
         return np.zeros(x.shape[0])
+    scaled = _rescaled(x, x if y is None else y, v, arch)
+    if scaled is not None:
+        xs, ys, vs, ex, big = scaled
+        return _hom.unscale(be.kernel_matvec(xs, None if y is None else ys, vs, arch, kind), ex + big,
+                            "the kernel product")
     return be.kernel_matvec(x, y, v, arch, kind)
 
 
@@ -171,4 +196,9 @@ def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
     be, x, y, weights, arch, kind = _weighted_inputs(x, y, weights, arch, kind, backend)
     if x.shape[0] == 0 or y.shape[0] == 0:
         return np.zeros(x.shape[0]), np.zeros(x.shape)
+    scaled = _rescaled(x, y, weights, arch)
+    if scaled is not None:
+        xs, ys, ws, ex, big = scaled
+        f, g = be.kernel_value_and_grad(xs, ys, ws, arch, kind)
+        return _hom.unscale(f, ex + big, "the kernel values"), _hom.unscale(g, big, "the kernel gradient")
     return be.kernel_value_and_grad(x, y, weights, arch, kind)

@@ -57,7 +57,7 @@ def test_rows_out_of_range_equal_the_rescaled_identity(backend, arch, kind):
     # the reference is evaluated on the rows actually stored (subnormal rows lost bits)
     x_in, y_in = np.ldexp(xs, -ex[:, None]), np.ldexp(ys, -ey[:, None])
     w = np.random.default_rng(2).normal(size=7)
-    kw = dict(arch=arch, kind=kind, backend=backend)
+    kw = {"arch": arch, "kind": kind, "backend": backend}
 
     k = ntkgan.kernel(xs, ys, **kw)
     np.testing.assert_array_equal(k, np.ldexp(ntkgan.kernel(x_in, y_in, **kw), ex[:, None] + ey[None, :]))

@@ -32,61 +32,14 @@ that a chunked call compiles once.  Nothing is pinned to the CPU.
 
 Where it departs from calling ``arch.to_stax()[2](x, y)`` directly
 -----------------------------------------------------------------
-Only at (or within rounding of) coincident inputs.  For the ReLU family,
-:math:`s = \sqrt{\Sigma_{xx}\Sigma_{yy} - \Sigma_{xy}^2}` vanishes there (``x = y``; without bias also
-``x = 0``, ``y = 0`` and ``y`` on the line through ``x``): the kernel's cusp.  The convention there
-(:mod:`ntkgan.kernels`) is neural-tangents' safe square root: :math:`ds = 0`, hence
-:math:`\nabla_1 k(x, y)|_{y=x} = \tfrac12 \nabla[k(x, x)]`, and :math:`k(x, x)` is the diagonal recursion.
-Plain neural-tangents does not deliver this reliably in float64.  Its safe square root zeroes the
-derivative only where :math:`\Sigma_{xx}\Sigma_{yy} - \Sigma_{xy}^2 \le 10^{-30}` (absolute), but at
-``x = y`` that difference is rounding noise of size :math:`\sim 10^{-16}\Sigma_{xx}^2`, positive about half
-the time, because
-
-1. the input covariances come from different reductions (``sum(x * x) / d`` for the variances, a
-   matrix product for :math:`\Sigma_{xy}`) and differ in the last bits for ``d >= 2``;
-2. even from bit-identical inputs (``d = 1``), XLA's fusion and fused multiply-add contraction make the
-   off-diagonal formula and the diagonal formula of a layer round differently by an ulp, so the next
-   layer sees the same kind of noise.
-
-Then :math:`s \approx 10^{-8}\Sigma_{xx}` instead of 0: measured over 1296 random exact-duplicate cases
-(ReLU family, d = 1..64, depth 1..6), about 12 % at every d have the kernel value off by up to 2e-8
-relative and the gradient by up to 6e-8.  The same rounding hits the other activations at coincident
-inputs of large norm: ``Rbf`` computes :math:`D = \Sigma_{xx} + \Sigma_{yy} - 2\Sigma_{xy}` by
-cancellation (e.g. 1e-11 relative at depth 1, |x| ~ 1e3; deeper layers amplify it by
-``2 gamma w_std**2`` each), ``Erf`` computes :math:`(1 + 2\Sigma_{xx})(1 + 2\Sigma_{yy}) - 4\Sigma_{xy}^2`
-by cancellation (2.6e-11 relative on the NTK at |x| = 1e3), and ``Rbf``'s variance
-:math:`\exp(-\gamma(\Sigma_{xx} + \Sigma_{xx} - 2\Sigma_{xx}))` carries a derivative that cancels only to
-rounding, so a gradient that is genuinely tiny (a far-away pair at depth >= 2) came out 25-100 % wrong.
-This backend therefore
-
-1. builds the input :class:`neural_tangents.Kernel` itself: the variances of all rows come from one
-   reduction, and for exactly equal rows (``x_i == y_j`` bitwise, found on the host) :math:`\Sigma^0_{xy}`
-   takes the value of :math:`\Sigma^0_{xx}` bit for bit while its derivative stays :math:`y_j / d` (the
-   true one); ``kernel(x)`` (and ``kernel(x, x)`` with the same array) mirrors its upper triangle, so
-   it is exactly symmetric (XLA's vectorised and scalar code paths of ``exp`` etc. may round the two
-   triangles differently);
-2. uses, for ``ABRelu`` (relu, leaky_relu, abs, identity), ``Erf`` (erf, sigmoid) and ``Rbf``, layers with
-   neural-tangents' closed forms and diagonal forms (built with its public ``stax.layer`` /
-   ``stax.requires``; ``Dense``, ``serial``, GELU and sin are neural-tangents' own), in which the
-   rounding noise is floored to zero relative to the scale of the terms that cancel:
-   :math:`s^2 = \Sigma_{xx}\Sigma_{yy} - \Sigma_{xy}^2` is taken as 0 where it is
-   :math:`\le \epsilon_{\rm rel}\Sigma_{xx}\Sigma_{yy}`, and :math:`D` as 0 where it is
-   :math:`\le \epsilon_{\rm rel}(\Sigma_{xx} + \Sigma_{yy})`, :math:`\epsilon_{\rm rel}` = :data:`S2_RTOL`
-   = 2**-44 (256 ulps: an angle below ~2.4e-7 rad between the layer's two inputs, where the
-   difference formula keeps at most a couple of correct digits anyway; the noise left at exact
-   duplicates after step 1 measured at most 9 ulps, growing with depth).  The floored quantity also
-   gets a zero derivative: for ``ABRelu`` that is the cusp convention; for the smooth ``Erf`` and
-   ``Rbf`` it is the true derivative at ``x = y`` (both quantities are >= 0 with a minimum there),
-   where the computed one is rounding noise that large norms amplify (1e-9 relative on an RBF NTK
-   gradient at |x| = 900).  ``atan2(0, 0) = pi/2`` with a zero derivative (neural-tangents' fill
-   value).  ``Erf`` uses :math:`r^2 = 1 + 2\Sigma_{xx} + 2\Sigma_{yy} + 4 s^2` (the same quantity
-   regrouped) and ``Rbf``'s variance is the constant 1.  Being relative, the floor also stays right
-   for tiny inputs, where neural-tangents' absolute ``1e-30`` would zero ``s`` for every pair.
-
-Away from coincident inputs this is the same computation as neural-tangents (tests compare the two to
-1e-12).  Like neural-tangents it computes ``s`` and ``D`` as differences, so for pairs at a small angle
-``theta`` (``0 < |x - y| << |x|``, or near the ray without bias) ``s`` keeps only about
-``1e-16 / theta**2`` relative accuracy; the Rust backend is accurate there.
+Only at (or within rounding of) coincident inputs, where plain neural-tangents misses the cusp convention
+(:math:`ds = 0`) in float64 about 12 % of the time and loses digits on Rbf and Erf at large norms.  This
+backend builds the input kernel itself (bit-equal covariances for bit-equal rows, exactly symmetric
+``kernel(x)``) and floors the cancelled quantities :math:`s^2` and :math:`D` to zero below
+:data:`S2_RTOL` relative, with a zero derivative.  docs/neural_tangents_oracle.md has the measurements
+and the reasons.  Away from coincident inputs this is the same computation as neural-tangents (tests
+compare the two to 1e-12), with the same ``1e-16 / theta**2`` accuracy of ``s`` at small angles ``theta``;
+the Rust backend is accurate there.
 
 References
 ----------

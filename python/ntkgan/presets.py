@@ -41,13 +41,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ntkgan._validation import KINDS, check_int
-from ntkgan.arch import PARAMETERIZATIONS
+from ntkgan._validation import KINDS, check_int, check_real
+from ntkgan.arch import Mlp
 
 __all__ = [
     "ARCH_PRESETS",
@@ -281,24 +279,42 @@ class Config:
         """Gradient steps per generator step of a finite discriminator: ``d_steps`` or ``round(t / d_lr)``."""
         return self.d_steps if self.d_steps is not None else int(round(self.t / self.d_lr))
 
-    def discriminator_arch(self):
-        """The discriminator :class:`~ntkgan.arch.Mlp`."""
-        from ntkgan.arch import Mlp
+    def discriminator_arch(self) -> Mlp:
+        """The discriminator :class:`~ntkgan.arch.Mlp` (the ``d_`` network options)."""
+        return self.network("d_")
 
-        return Mlp(depth=self.d_depth, activation=_activation(self.d_activation), w_std=self.d_w_std,
-                   b_std=self.d_b_std, parameterization=self.d_parameterization, width=self.d_width)
+    def generator_arch(self) -> Mlp:
+        """The generator :class:`~ntkgan.arch.Mlp` (the ``gen_`` network options; its readout maps to the data
+        dimension)."""
+        return self.network("gen_")
 
-    def generator_arch(self):
-        """The generator :class:`~ntkgan.arch.Mlp` (its readout maps to the data dimension)."""
-        from ntkgan.arch import Mlp
-
-        return Mlp(depth=self.gen_depth, activation=_activation(self.gen_activation), w_std=self.gen_w_std,
-                   b_std=self.gen_b_std, parameterization=self.gen_parameterization, width=self.gen_width)
+    def network(self, prefix: str) -> Mlp:
+        """The :class:`~ntkgan.arch.Mlp` spelled by the options ``prefix + field`` for each field of
+        :data:`NETWORK_OPTIONS` (``prefix`` one of :data:`NETWORKS`)."""
+        return _network(self, prefix)
 
 
-def _activation(spec):
-    """A JSON activation spec (str or ``{"name": ..., **params}``) for :class:`~ntkgan.arch.Mlp`."""
-    return dict(spec) if isinstance(spec, dict) else spec
+#: The options of a :class:`Config` that describe a network: the fields of :class:`~ntkgan.arch.Mlp`, each
+#: spelled after a prefix of :data:`NETWORKS` (``d_depth``, ``gen_w_std``, ...).  They stay flat options, so
+#: that ``--set d_b_std=0``, presets and ``config.json`` name them directly.
+NETWORK_OPTIONS = tuple(f.name for f in dataclasses.fields(Mlp))
+#: Prefix of each network's options -> the network.
+NETWORKS = {"d_": "discriminator", "gen_": "generator"}
+
+
+def _network(c: Config, prefix: str) -> Mlp:
+    """Build the network of ``prefix``; errors name the option (``d_depth must be ...``)."""
+    spec = {name: getattr(c, prefix + name) for name in NETWORK_OPTIONS}
+    activation = spec["activation"]
+    if not (isinstance(activation, str) or (isinstance(activation, dict) and isinstance(activation.get("name"), str))):
+        raise ValueError(f"{prefix}activation must be a name or a dict {{'name': ..., **params}}, got {activation!r}")
+    spec["activation"] = dict(activation) if isinstance(activation, dict) else activation
+    try:
+        return Mlp(**spec)
+    except ValueError as exc:
+        msg = str(exc)
+        named = next((name for name in NETWORK_OPTIONS if msg.startswith(f"{name} ")), None)
+        raise ValueError(prefix + msg if named else f"{prefix}activation: {msg}") from None
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Config))
@@ -308,10 +324,6 @@ def _check_names(options: dict) -> None:
     unknown = sorted(set(options) - set(_FIELDS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; known options: {', '.join(_FIELDS)}")
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _validate(c: Config) -> None:
@@ -325,11 +337,7 @@ def _validate(c: Config) -> None:
         setattr(c, name, check_int(getattr(c, name), name, lo, optional=optional))
 
     def real(name, *, positive=False, nonneg=False):
-        v = getattr(c, name)
-        if not _is_real(v) or (positive and v <= 0) or (nonneg and v < 0):
-            cond = " > 0" if positive else " >= 0" if nonneg else ""
-            raise ValueError(f"{name} must be a finite real number{cond}, got {v!r}")
-        setattr(c, name, float(v))
+        setattr(c, name, check_real(getattr(c, name), name, positive=positive, nonneg=nonneg))
 
     for name in ("loss", "arch", "data"):
         if not isinstance(getattr(c, name), str):
@@ -358,11 +366,6 @@ def _validate(c: Config) -> None:
     choice("d_kind", KINDS)
     if c.d_method is not None and not isinstance(c.d_method, str):
         raise ValueError(f"d_method must be a string or None, got {c.d_method!r}")
-    integer("d_depth", 1)
-    integer("d_width", 1)
-    real("d_w_std", positive=True)
-    real("d_b_std", nonneg=True)
-    choice("d_parameterization", PARAMETERIZATIONS)
     real("d_grad_penalty", nonneg=True)
     choice("d_dtype", D_DTYPES)
     choice("coupling", COUPLINGS)
@@ -372,11 +375,6 @@ def _validate(c: Config) -> None:
     choice("two_number_form", TWO_NUMBER_FORMS)
     integer("gen_latent_dim", 1)
     choice("gen_latent", LATENTS)
-    integer("gen_depth", 1)
-    integer("gen_width", 1)
-    real("gen_w_std", positive=True)
-    real("gen_b_std", nonneg=True)
-    choice("gen_parameterization", PARAMETERIZATIONS)
     choice("gen_optimizer", OPTIMIZERS)
     real("gen_lr", nonneg=True)
     if not isinstance(c.gen_fresh_z, bool):
@@ -384,13 +382,12 @@ def _validate(c: Config) -> None:
     integer("gen_batch", 1, optional=True)
     if not isinstance(c.extra, dict):
         raise ValueError(f"extra must be a dict, got {c.extra!r}")
-    for name in ("d_activation", "gen_activation"):
-        v = getattr(c, name)
-        if not (isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("name"), str))):
-            raise ValueError(f"{name} must be a name or a dict {{'name': ..., **params}}, got {v!r}")
-    # the activations and architectures must build (unknown activation names, bad parameters)
-    c.discriminator_arch()
-    c.generator_arch()
+    # each network builds (Mlp validates its fields; unknown activation names, bad parameters); the checked
+    # numbers are written back as int / float
+    for prefix in NETWORKS:
+        net = _network(c, prefix)
+        for name in ("depth", "width", "w_std", "b_std"):
+            setattr(c, prefix + name, getattr(net, name))
     # combinations
     if c.discriminator == "infinite" and c.d_grad_penalty > 0:
         raise ValueError(f"d_grad_penalty applies to a finite-width discriminator ('persistent' or 'reset'), "

@@ -207,3 +207,28 @@ def test_plot_rejects_other_dimensions(lsgan_small):
     bad = dataclasses.replace(res, fake=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="dimension 3"):
         plot_adequation(bad)
+
+
+def test_a_killed_study_resumes_from_its_task_records(tmp_path):
+    """Each trained network is recorded in out/tasks/; a second call reads them instead of training, and a
+    call with a record missing (a study killed before it) trains that one network only: same numbers."""
+    kwargs = {"widths": (8, 16), "seeds": 2, "nx": 11}
+    first = adequation("lsgan_relu_2d", out=tmp_path, picture_width=12, **kwargs)
+    records = sorted((tmp_path / "tasks").glob("adequation-lsgan_relu_2d-*.json"))
+    assert first.resumed == 0 and len(records) == 5  # 2 widths x 2 seeds, and the pictured width 12
+    records[1].unlink()
+    again = adequation("lsgan_relu_2d", out=tmp_path, picture_width=12, **kwargs)
+    assert again.resumed == 4
+    np.testing.assert_array_equal(again.f_finite, first.f_finite)
+    np.testing.assert_array_equal(again.picture["arrows"]["finite"], first.picture["arrows"]["finite"])
+    # another setting does not reuse the records
+    other = adequation("lsgan_relu_2d", out=tmp_path, picture_width=12, lr=0.05, **kwargs)
+    assert other.resumed == 0 and other.steps == 20
+
+
+def test_on_a_local_dask_cluster_equals_serial(tmp_path):
+    kwargs = {"widths": (8, 16), "seeds": 2, "nx": 9}
+    serial = adequation("ipm_relu", **kwargs)
+    dask = adequation("ipm_relu", out=tmp_path, workers=2, **kwargs)
+    np.testing.assert_array_equal(dask.f_finite, serial.f_finite)
+    assert dask.to_csv() == serial.to_csv()

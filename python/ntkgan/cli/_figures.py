@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ntkgan.cli._options import add_out, add_quiet
+from ntkgan.cli._options import add_cluster_options, add_out, add_quiet
 from ntkgan.studies.adequation import DEFAULT_WIDTHS, PRESETS, adequation
 from ntkgan.studies.vector_field import save_vector_field, vector_field
 
 __all__ = ["add_adequation_command", "add_vector_field_command"]
 
 
-
-
 def _adequation_cli(args) -> int:
     out = args.out if args.out is not None else f"adequation-{args.preset}"
     result = adequation(
         args.preset, widths=args.widths, seeds=args.seeds, out=out, backend=args.backend, nx=args.nx,
-        t=args.t, lr=args.lr, picture_width=args.picture_width, progress=not args.quiet,
+        t=args.t, lr=args.lr, picture_width=args.picture_width, workers=args.workers, scheduler=args.scheduler,
+        progress=not args.quiet,
     )
     print(result.to_markdown())
     for kind, path in result.paths.items():
@@ -49,6 +48,7 @@ def add_adequation_command(subparsers) -> None:
                    help="gradient-descent step (default: the preset's, 0.1)")
     p.add_argument("--picture-width", type=int, default=None,
                    help="width shown in the 2-D heat maps (default: the preset's, 512)")
+    add_cluster_options(p, workers_help="train the networks on a local Dask cluster of K processes")
     add_quiet(p)
     p.set_defaults(func=_adequation_cli)
 
@@ -59,8 +59,9 @@ def _vector_field_cli(args) -> int:
         overrides["backend"] = args.backend
     if args.t is not None:
         overrides["t"] = args.t
-    field = vector_field(args.loss, args.arch, nx=args.nx, ny=args.ny, dim=args.dim, **overrides)
     out = Path(args.out) if args.out else Path("vector-field")
+    field = vector_field(args.loss, args.arch, nx=args.nx, ny=args.ny, dim=args.dim, out=out, workers=args.workers,
+                         scheduler=args.scheduler, progress=not args.quiet, **overrides)
     print(save_vector_field(field, out, f"vector_field-{args.loss}-{args.arch}"))
     return 0
 
@@ -84,4 +85,6 @@ def add_vector_field_command(subparsers) -> None:
     p.add_argument("--t", type=float, default=None, help="training time T (default: the loss preset's)")
     p.add_argument("--backend", default=None,
                    help="kernel backend, rust or jax (default: $NTKGAN_BACKEND, else rust)")
+    add_cluster_options(p, workers_help="compute the grid rows on a local Dask cluster of K processes")
+    add_quiet(p)
     p.set_defaults(func=_vector_field_cli)

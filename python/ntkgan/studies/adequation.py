@@ -48,6 +48,7 @@ References
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import numbers
@@ -58,9 +59,10 @@ from typing import Any
 
 import numpy as np
 
-from ntkgan._io import write_npz
+from ntkgan._io import atomic_write_text, write_npz
 from ntkgan._validation import check_int
 from ntkgan.arch import Mlp
+from ntkgan.studies._common import check_out, cluster_args, map_tasks, run_tasks
 
 __all__ = ["PRESETS", "AdequationPreset", "AdequationResult", "adequation"]
 
@@ -190,6 +192,8 @@ class AdequationResult:
         :math:`-\nabla c` at the fake points (N, d) for ``"finite"``, ``"gd"`` and ``"flow"``.
     elapsed : float
         Seconds spent.
+    resumed : int
+        Networks read from the records of an earlier, interrupted call (``out/tasks/``) instead of trained.
     paths : dict
         Files written by :meth:`save` (``"png"``, ``"csv"``, ``"md"``, ``"npz"``).
     """
@@ -211,6 +215,7 @@ class AdequationResult:
     reference_gap: dict
     picture: dict | None = None
     elapsed: float = 0.0
+    resumed: int = 0
     paths: dict = field(default_factory=dict)
 
     @property
@@ -256,8 +261,7 @@ class AdequationResult:
             writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
         text = buf.getvalue()
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            atomic_write_text(path, text)
         return text
 
     def to_markdown(self, path=None) -> str:
@@ -299,8 +303,7 @@ class AdequationResult:
         ]
         text = "\n".join(lines)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            atomic_write_text(path, text)
         return text
 
     def save(self, out) -> dict:
@@ -395,10 +398,35 @@ def _make_grid(preset: AdequationPreset, fake: np.ndarray, real: np.ndarray, nx:
     raise ValueError(f"adequation grids exist for d = 1 and d = 2, got data of dimension {d}")
 
 
+def _samples(preset: AdequationPreset, data_seed: int, nx: int):
+    """``(fake, real, grid, axes)`` of a preset (the same in every task: the dataset is seeded)."""
+    from ntkgan import datasets
+
+    data = datasets.load(preset.dataset, seed=data_seed)
+    fake, real = np.asarray(data.source, dtype=np.float64), np.asarray(data.target, dtype=np.float64)
+    return (fake, real, *_make_grid(preset, fake, real, nx))
+
+
+def _train_network(preset: AdequationPreset, task: dict) -> dict:
+    """One task: the finite network of ``task["width"]`` and ``task["seed"]`` trained on the preset's samples,
+    its ``f`` on the grid, and with ``task["picture"]`` its arrows :math:`-\nabla c_f` at the fake points."""
+    from ntkgan.discriminator import get_loss
+    from ntkgan.discriminator._finite import train_finite
+
+    fake, real, grid, _ = _samples(preset, task["data_seed"], task["nx"])
+    width, seed = task["width"], task["seed"]
+    disc = train_finite(fake, real, width=width, seed=np.random.default_rng([seed, width]),
+                        loss=get_loss(preset.loss), arch=preset.arch, t=task["t"], lr=task["lr"])
+    out = {"f": disc(grid)}
+    if task["picture"]:
+        out["arrows"] = -disc.cost_grad(fake)
+    return out
+
+
 def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backend: str | None = None,
                nx: int = 100, t: float | None = None, lr: float | None = None,
-               picture_width: int | None = None, data_seed: int = 0,
-               progress: bool = False) -> AdequationResult:
+               picture_width: int | None = None, data_seed: int = 0, workers: int | None = None,
+               scheduler: str | None = None, progress: bool = False) -> AdequationResult:
     r"""Train finite discriminators of several widths and compare :math:`c_f` with the infinite-width one.
 
     Parameters
@@ -422,6 +450,10 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
         ``widths``.
     data_seed : int, default=0
         Seed of :func:`ntkgan.datasets.load` (only sampled datasets depend on it).
+    workers, scheduler : optional
+        Train the networks on a local Dask cluster of ``workers`` processes, or on the cluster at
+        ``scheduler``; serial by default.  The numbers are the same either way.  With ``out``, each
+        finished network is recorded in ``out/tasks/``, so a killed study resumes where it stopped.
     progress : bool, default=False
         Show a tqdm progress bar.
 
@@ -451,9 +483,7 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
     >>> res.cost_finite.shape, sorted(res.errors)
     ((2, 2, 20), ['flow', 'gd'])
     """
-    from ntkgan import datasets
     from ntkgan.discriminator import get_loss, train_discriminator
-    from ntkgan.discriminator._finite import train_finite
 
     start = time.perf_counter()
     preset = _resolve_preset(preset)
@@ -465,11 +495,12 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
     data_seed = check_int(data_seed, "data_seed", 0)
     if picture_width is not None:
         picture_width = check_int(picture_width, "picture_width", 1)
+    workers, scheduler = cluster_args(workers, scheduler)
+    if out is not None:
+        out = check_out(out)
     loss = get_loss(preset.loss)
 
-    data = datasets.load(preset.dataset, seed=data_seed)
-    fake, real = np.asarray(data.source, dtype=np.float64), np.asarray(data.target, dtype=np.float64)
-    grid, axes = _make_grid(preset, fake, real, nx)
+    fake, real, grid, axes = _samples(preset, data_seed, nx)
     d = fake.shape[1]
     if d == 2 and picture_width is None:
         picture_width = preset.picture_width
@@ -477,43 +508,29 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
         picture_width = None
 
     common = {"loss": loss, "arch": preset.arch, "t": t, "lr": lr}
-    extra = 0 if picture_width is None or picture_width in widths else 1
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=2 + len(widths) * seeds + extra, desc=f"adequation {preset.name}", unit="net")
-
-    def tick(label: str):
-        if bar is not None:
-            bar.set_postfix_str(label)
-            bar.update(1)
-
-    refs = {}
-    for r in REFERENCES:
-        refs[r] = train_discriminator(fake, real, width=None, dynamics=r, backend=backend, **common)
-        tick(f"inf {r}")
+    refs = {r: train_discriminator(fake, real, width=None, dynamics=r, backend=backend, **common)
+            for r in REFERENCES}
     f_inf = {r: refs[r](grid) for r in REFERENCES}
     cost_inf = {r: np.asarray(loss.cost(f_inf[r]), dtype=np.float64) for r in REFERENCES}
     steps = int(round(t / lr))
 
+    # the tasks: every (width, seed), and the pictured network if it is not among them; the setting is in
+    # each task so that a record is reused only by the same study
+    setting = {"preset": repr(preset), "t": t, "lr": lr, "nx": nx, "data_seed": data_seed}
+    tasks = [{**setting, "width": int(w), "seed": s, "picture": s == 0 and int(w) == picture_width}
+             for w in widths for s in range(seeds)]
+    if picture_width is not None and picture_width not in widths:
+        tasks.append({**setting, "width": picture_width, "seed": 0, "picture": True})
+    fn = functools.partial(_train_network, preset)
+    cluster = {"workers": workers, "scheduler": scheduler, "progress": progress}
+    if out is not None:
+        done, resumed = run_tasks(fn, tasks, out, study=f"adequation-{preset.name}", **cluster)
+    else:
+        done, resumed = map_tasks(fn, tasks, desc=f"adequation {preset.name}", **cluster), 0
+
     n_w, n_g = len(widths), grid.shape[0]
-    f_finite = np.empty((n_w, seeds, n_g))
-    shown = None
-    for i, w in enumerate(widths):
-        for s in range(seeds):
-            disc = train_finite(fake, real, width=int(w), seed=np.random.default_rng([s, int(w)]), **common)
-            f_finite[i, s] = disc(grid)
-            if s == 0 and picture_width is not None and int(w) == picture_width:
-                shown = (disc, f_finite[i, s])
-            tick(f"width {w} seed {s}")
-    if picture_width is not None and shown is None:
-        disc = train_finite(fake, real, width=picture_width, seed=np.random.default_rng([0, picture_width]),
-                            **common)
-        shown = (disc, disc(grid))
-        tick(f"width {picture_width} (picture)")
-    if bar is not None:
-        bar.close()
+    f_finite = np.array([r["f"] for r in done[: n_w * seeds]], dtype=np.float64).reshape(n_w, seeds, n_g)
+    shown = next(((task, r) for task, r in zip(tasks, done) if task["picture"]), None)
     cost_finite = np.asarray(loss.cost(f_finite), dtype=np.float64)
 
     errors, slopes = {}, {}
@@ -526,18 +543,18 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
 
     picture = None
     if shown is not None:
-        disc, f_shown = shown
+        _, r = shown
         picture = {
             "width": picture_width,
             "seed": 0,
-            "cost": np.asarray(loss.cost(f_shown), dtype=np.float64),
-            "arrows": {"finite": -disc.cost_grad(fake), **{r: -refs[r].cost_grad(fake) for r in REFERENCES}},
+            "cost": np.asarray(loss.cost(r["f"]), dtype=np.float64),
+            "arrows": {"finite": r["arrows"], **{ref: -refs[ref].cost_grad(fake) for ref in REFERENCES}},
         }
 
     result = AdequationResult(
         preset=preset, fake=fake, real=real, grid=grid, grid_axes=axes, widths=widths, seeds=seeds,
         steps=steps, f_finite=f_finite, cost_finite=cost_finite, f_inf=f_inf, cost_inf=cost_inf,
-        errors=errors, slopes=slopes, reference_gap=reference_gap, picture=picture,
+        errors=errors, slopes=slopes, reference_gap=reference_gap, picture=picture, resumed=resumed,
     )
     if out is not None:
         result.save(out)

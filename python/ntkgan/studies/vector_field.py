@@ -28,6 +28,7 @@ import numpy as np
 
 from ntkgan._io import write_npz
 from ntkgan._validation import check_int
+from ntkgan.studies._common import check_out, cluster_args, map_tasks, run_tasks
 
 __all__ = ["VectorField", "save_vector_field", "vector_field"]
 
@@ -55,8 +56,30 @@ class VectorField:
     cost: np.ndarray
 
 
+def _row_forces(task: dict) -> dict:
+    """One task: the force and the cost at every point of one grid row (``task["points"]``), each point
+    against the target alone."""
+    from ntkgan.discriminator import train_discriminator
+    from ntkgan.presets import Config
+
+    config = Config.from_dict(task["config"])
+    mlp = config.discriminator_arch()
+    y = np.asarray(task["target"], dtype=np.float64)[None, :]
+    force, cost = [], []
+    for point in task["points"]:
+        x = np.asarray(point, dtype=np.float64)[None, :]
+        disc = train_discriminator(x, y, loss=config.d_loss, arch=mlp, t=config.t, seed=config.seed,
+                                   f0=config.d_f0, backend=config.backend, kind=config.d_kind,
+                                   method=config.d_method)
+        force.append(-disc.cost_grad(x)[0])
+        cost.append(disc.cost(x)[0])
+    return {"force": np.array(force), "cost": np.array(cost)}
+
+
 def vector_field(loss: str = "inf_ipm", arch: str = "relu", *, nx: int = 15, ny: int = 15, dim: int = 2,
-                 target=(1.0, 0.0), x0_range=(-2.0, 2.0), x1_range=(0.0, 2.0), **overrides) -> VectorField:
+                 target=(1.0, 0.0), x0_range=(-2.0, 2.0), x1_range=(0.0, 2.0), out=None,
+                 workers: int | None = None, scheduler: str | None = None, progress: bool = False,
+                 **overrides) -> VectorField:
     r"""The force :math:`-\nabla c_{f_T}(x)` on a lone generated point :math:`x` against one target point.
 
     Parameters
@@ -72,6 +95,14 @@ def vector_field(loss: str = "inf_ipm", arch: str = "relu", *, nx: int = 15, ny:
     target : sequence of 2 floats, default=(1, 0)
     x0_range, x1_range : (float, float)
         The grid is ``linspace(*x0_range, nx)`` by ``linspace(*x1_range, ny)``.
+    out : str or path, optional
+        A directory for the task records (``out/tasks/``, one per grid row): a killed call resumes where it
+        stopped.  :func:`save_vector_field` writes the picture and the arrays.
+    workers, scheduler : optional
+        Compute the rows on a local Dask cluster of ``workers`` processes, or on the cluster at
+        ``scheduler``; serial by default.  The numbers are the same either way.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows.
     **overrides
         Other :class:`~ntkgan.presets.Config` options (e.g. ``t=2.0``, ``backend="jax"``).
 
@@ -84,7 +115,6 @@ def vector_field(loss: str = "inf_ipm", arch: str = "relu", *, nx: int = 15, ny:
     ValueError
         Unknown presets or options, a finite-width loss, or bad grid sizes or ranges.
     """
-    from ntkgan.discriminator import train_discriminator
     from ntkgan.presets import make_config
 
     config = make_config(loss=loss, arch=arch, **overrides)
@@ -104,17 +134,15 @@ def vector_field(loss: str = "inf_ipm", arch: str = "relu", *, nx: int = 15, ny:
     gy = np.linspace(*map(float, x1_range), ny)
     grid = np.zeros((ny, nx, dim))
     grid[..., 0], grid[..., 1] = np.meshgrid(gx, gy)
-    mlp = config.discriminator_arch()
-    force = np.empty_like(grid)
-    cost = np.empty((ny, nx))
-    for i in range(ny):
-        for j in range(nx):
-            x = grid[i, j][None, :]
-            disc = train_discriminator(x, y[None, :], loss=config.d_loss, arch=mlp, t=config.t,
-                                       seed=config.seed, f0=config.d_f0, backend=config.backend,
-                                       kind=config.d_kind, method=config.d_method)
-            force[i, j] = -disc.cost_grad(x)[0]
-            cost[i, j] = disc.cost(x)[0]
+    workers, scheduler = cluster_args(workers, scheduler)
+    tasks = [{"config": config.to_dict(), "target": y.tolist(), "points": grid[i].tolist()} for i in range(ny)]
+    cluster = {"workers": workers, "scheduler": scheduler, "progress": progress}
+    if out is not None:
+        rows, _ = run_tasks(_row_forces, tasks, check_out(out), study="vector_field", **cluster)
+    else:
+        rows = map_tasks(_row_forces, tasks, desc="vector field", **cluster)
+    force = np.stack([r["force"] for r in rows])
+    cost = np.stack([r["cost"] for r in rows])
     return VectorField(config=config, target=y, grid=grid, force=force, cost=cost)
 
 

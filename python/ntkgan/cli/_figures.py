@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ntkgan.cli._options import add_cluster_options, add_out, add_quiet
+from ntkgan.cli._options import add_cluster_options, add_command, add_out, add_quiet
 from ntkgan.studies.adequation import DEFAULT_WIDTHS, PRESETS, adequation
 from ntkgan.studies.vector_field import save_vector_field, vector_field
 
@@ -12,6 +12,12 @@ __all__ = ["add_adequation_command", "add_vector_field_command"]
 
 
 def _adequation_cli(args) -> int:
+    """finite vs infinite-width discriminators (the paper's Fig. 1, with an error table)
+
+    Train discriminators of several widths by gradient descent and compare their generator cost c_f with the
+    infinite-width (NTK) one on a grid; write a PNG, an error table (CSV and Markdown) and the arrays (.npz).
+    Presets: {presets}.
+    """
     out = args.out if args.out is not None else f"adequation-{args.preset}"
     result = adequation(
         args.preset, widths=args.widths, seeds=args.seeds, out=out, backend=args.backend, nx=args.nx,
@@ -27,15 +33,7 @@ def _adequation_cli(args) -> int:
 
 def add_adequation_command(subparsers) -> None:
     """Register ``ntkgan adequation``."""
-    p = subparsers.add_parser(
-        "adequation",
-        help="finite vs infinite-width discriminators (the paper's Fig. 1, with an error table)",
-        description=(
-            "Train discriminators of several widths by gradient descent and compare their generator cost "
-            "c_f with the infinite-width (NTK) one on a grid; write a PNG, an error table (CSV and "
-            f"Markdown) and the arrays (.npz). Presets: {', '.join(sorted(PRESETS))}."
-        ),
-    )
+    p = add_command(subparsers, "adequation", _adequation_cli, presets=", ".join(sorted(PRESETS)))
     p.add_argument("--preset", required=True, help=f"one of {', '.join(sorted(PRESETS))}")
     p.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS),
                    help="finite widths (default: %(default)s)")
@@ -50,10 +48,14 @@ def add_adequation_command(subparsers) -> None:
                    help="width shown in the 2-D heat maps (default: the preset's, 512)")
     add_cluster_options(p, workers_help="train the networks on a local Dask cluster of K processes")
     add_quiet(p)
-    p.set_defaults(func=_adequation_cli)
 
 
 def _vector_field_cli(args) -> int:
+    """arrows -grad c_f on a grid for one point vs the target (1, 0) (the paper's Figs. 6-7)
+
+    For each grid point x (x0 in [-2, 2], x1 in [0, 2]) train the infinite-width discriminator on fake
+    {x} vs real {(1, 0)} and draw the force -grad c_f(x); writes a PNG and the arrays (.npz).
+    """
     overrides = {}
     if args.backend is not None:
         overrides["backend"] = args.backend
@@ -68,14 +70,7 @@ def _vector_field_cli(args) -> int:
 
 def add_vector_field_command(subparsers) -> None:
     """Register ``ntkgan vector-field``."""
-    p = subparsers.add_parser(
-        "vector-field",
-        help="arrows -grad c_f on a grid for one point vs the target (1, 0) (the paper's Figs. 6-7)",
-        description=(
-            "For each grid point x (x0 in [-2, 2], x1 in [0, 2]) train the infinite-width discriminator on "
-            "fake {x} vs real {(1, 0)} and draw the force -grad c_f(x); writes a PNG and the arrays (.npz)."
-        ),
-    )
+    p = add_command(subparsers, "vector-field", _vector_field_cli)
     p.add_argument("--loss", default="inf_ipm", help="infinite-width loss preset (default: %(default)s)")
     p.add_argument("--arch", default="relu", help="architecture preset (default: %(default)s)")
     add_out(p, default="vector-field", help="output directory (default: ./%(default)s)")
@@ -87,4 +82,3 @@ def add_vector_field_command(subparsers) -> None:
                    help="kernel backend, rust or jax (default: $NTKGAN_BACKEND, else rust)")
     add_cluster_options(p, workers_help="compute the grid rows on a local Dask cluster of K processes")
     add_quiet(p)
-    p.set_defaults(func=_vector_field_cli)

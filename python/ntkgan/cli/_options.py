@@ -6,7 +6,26 @@ options), ``--out`` and ``--quiet`` read the same wherever they appear.
 
 from __future__ import annotations
 
-__all__ = ["add_cluster_options", "add_out", "add_quiet", "parse_set_options", "parse_value"]
+import inspect
+
+__all__ = ["add_cluster_options", "add_command", "add_out", "add_quiet", "add_study_options",
+           "add_values_option", "parse_set_options",
+           "parse_value"]
+
+
+def add_command(subparsers, name: str, run, **fields):
+    """Register ``ntkgan NAME``, which calls ``run(args)``; returns its parser for the command's options.
+
+    The command documents itself in ``run``'s docstring: the first line is its one-line help, the rest its
+    description (``str.format``-ed with ``fields`` when given)."""
+    doc = inspect.cleandoc(run.__doc__ or "")
+    summary, _, rest = doc.partition("\n")
+    description = " ".join(rest.split())
+    if fields:
+        description = description.format(**fields)
+    parser = subparsers.add_parser(name, help=summary or None, description=description or None)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def add_cluster_options(parser, *, serial: bool = False, workers_help: str | None = None) -> None:
@@ -24,6 +43,19 @@ def add_cluster_options(parser, *, serial: bool = False, workers_help: str | Non
         group.add_argument("--workers", type=int, default=None,
                            help=workers_help or "local Dask cluster with K worker processes")
         group.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+
+
+def add_study_options(parser) -> None:
+    """What every study takes: the Dask options, ``--out`` (required) and ``--quiet``."""
+    add_cluster_options(parser)
+    add_out(parser, required=True)
+    add_quiet(parser)
+
+
+def add_values_option(parser, flag: str, what: str, defaults) -> None:
+    """``FLAG v1,v2,...``: a study's grid of values (default None: the study's ``defaults``)."""
+    shown = ",".join(f"{v:g}" for v in defaults)
+    parser.add_argument(flag, default=None, help=f"comma-separated {what} (default: {shown})")
 
 
 def add_out(parser, *, default: str | None = None, required: bool = False, help: str = "output directory") -> None:

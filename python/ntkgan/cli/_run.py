@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ntkgan._resume import read_json
-from ntkgan.cli._options import add_quiet, parse_set_options
+from ntkgan.cli._options import add_command, add_quiet, parse_set_options
 from ntkgan.runner import default_out_dir, run
 
 __all__ = ["RUN_DEFAULTS", "add_run_command", "config_from_args"]
@@ -63,6 +63,12 @@ def _resume_config(args):
 
 
 def _run_cli(args) -> int:
+    """train: move particles toward a target under an (infinite-width) discriminator
+
+    Run one experiment and write its run directory: config.json/yaml, metrics.csv, checkpoints, PNG
+    snapshots in img/, animation.gif and metrics.png, then a COMPLETE marker. Presets name the loss,
+    architecture and data; explicit options override them.
+    """
     try:
         return _run_cli_checked(args)
     except FloatingPointError as exc:  # a diverged flow: the run directory says "failed"
@@ -91,15 +97,7 @@ def _run_cli_checked(args) -> int:
 
 def add_run_command(subparsers) -> None:
     """Register ``ntkgan run``."""
-    p = subparsers.add_parser(
-        "run",
-        help="train: move particles toward a target under an (infinite-width) discriminator",
-        description=(
-            "Run one experiment and write its run directory: config.json/yaml, metrics.csv, checkpoints, "
-            "PNG snapshots in img/, animation.gif and metrics.png, then a COMPLETE marker. Presets name the "
-            "loss, architecture and data; explicit options override them."
-        ),
-    )
+    p = add_command(subparsers, "run", _run_cli)
     p.add_argument("--loss", default=None, help=f"loss preset (default: {RUN_DEFAULTS['loss']})")
     p.add_argument("--arch", default=None, help=f"architecture preset (default: {RUN_DEFAULTS['arch']})")
     p.add_argument("--data", default=None,
@@ -126,4 +124,3 @@ def add_run_command(subparsers) -> None:
                         "and --quiet may change, any other option given must equal the run's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_quiet(p)
-    p.set_defaults(func=_run_cli)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ntkgan.cli._options import add_cluster_options, add_out, add_quiet, parse_set_options
+from ntkgan.cli._options import add_cluster_options, add_command, add_out, add_quiet, parse_set_options
 
 __all__ = ["add_sweep_command"]
 
@@ -13,6 +13,15 @@ _PAPER = {"loss": "inf_ipm,inf_lsgan,ipm_reset", "arch": "relu,relu_nobias,rbf",
 
 
 def _sweep_cli(args) -> int:
+    """run a grid loss × arch × data × seed on a local or existing Dask cluster
+
+    Run every combination of loss, architecture and data presets for several seeds, each in its own run
+    directory OUT/runs/<loss>-<arch>-<data>-seed<S>, on a local Dask cluster (one single-threaded
+    process per core), an existing scheduler (--scheduler) or serially (--serial). Combinations that are
+    not valid are skipped with the reason. Writes OUT/results.csv, results.md (the paper's table
+    layout), results.png and sweep.json. Running the same command again skips finished runs and resumes
+    interrupted ones. Defaults: the paper's grid.
+    """
     from ntkgan.sweep._api import sweep
     from ntkgan.sweep._grid import Grid
 
@@ -35,18 +44,7 @@ def _sweep_cli(args) -> int:
 
 def add_sweep_command(subparsers) -> None:
     """Register ``ntkgan sweep``."""
-    p = subparsers.add_parser(
-        "sweep",
-        help="run a grid loss × arch × data × seed on a local or existing Dask cluster",
-        description=(
-            "Run every combination of loss, architecture and data presets for several seeds, each in its "
-            "own run directory OUT/runs/<loss>-<arch>-<data>-seed<S>, on a local Dask cluster (one "
-            "single-threaded process per core), an existing scheduler (--scheduler) or serially (--serial). "
-            "Combinations that are not valid are skipped with the reason. Writes OUT/results.csv, results.md "
-            "(the paper's table layout), results.png and sweep.json. Running the same command again skips "
-            "finished runs and resumes interrupted ones. Defaults: the paper's grid."
-        ),
-    )
+    p = add_command(subparsers, "sweep", _sweep_cli)
     p.add_argument("--loss", default=_PAPER["loss"],
                    help="loss presets, comma-separated (default: %(default)s)")
     p.add_argument("--arch", default=_PAPER["arch"],
@@ -68,4 +66,3 @@ def add_sweep_command(subparsers) -> None:
     p.add_argument("--retries", type=int, default=2,
                    help="Dask retries of a task whose error is not the run's own (default: %(default)s)")
     add_quiet(p)
-    p.set_defaults(func=_sweep_cli)

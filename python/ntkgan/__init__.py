@@ -26,32 +26,10 @@ def __getattr__(name):
         return importlib.import_module(f"ntkgan.{name}")
     raise AttributeError(f"module 'ntkgan' has no attribute {name!r}")
 
+
 __all__ = [
-    "ACTIVATIONS",
-    "LOSSES",
-    "ABRelu",
-    "Abs",
-    "Discriminator",
-    "Erf",
-    "Gelu",
-    "Identity",
-    "LeakyRelu",
-    "Mlp",
-    "Rbf",
-    "Relu",
-    "Sigmoid",
-    "Sin",
-    "adequation",
-    "backends",
-    "datasets",
-    "flows",
-    "get_num_threads",
-    "kernel",
-    "kernel_grad",
-    "kernel_matvec",
-    "kernel_value_and_grad",
-    "metrics",
-    "presets",
-    "set_num_threads",
+    "ACTIVATIONS", "LOSSES", "ABRelu", "Abs", "Discriminator", "Erf", "Gelu", "Identity", "LeakyRelu", "Mlp", "Rbf",
+    "Relu", "Sigmoid", "Sin", "adequation", "backends", "datasets", "flows", "get_num_threads", "kernel",
+    "kernel_grad", "kernel_matvec", "kernel_value_and_grad", "metrics", "presets", "set_num_threads",
     "train_discriminator",
 ]

@@ -181,12 +181,8 @@ def kernel_value_and_grad(x, y, weights, *, arch: Mlp, kind: str = "ntk",
 
     Parameters
     ----------
-    x : array-like of shape (n, d)
-    y : array-like of shape (m, d)
-        ``None`` means ``y = x``.
-    weights : array-like of shape (m,)
-    arch, kind, backend
-        As in :func:`kernel`.
+    x, y, weights, arch, kind, backend
+        As in :func:`kernel_grad`.
 
     Returns
     -------

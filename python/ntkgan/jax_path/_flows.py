@@ -59,8 +59,8 @@ def _layers_to_host(layers) -> list:
 class _CompiledSteps:
     """What the two JAX flows share: the spec, the device carry, chunked :meth:`advance`, host sync.
 
-    Subclasses provide ``_carry_from_host()``, ``_carry_to_host(carry)``, ``_draw_one()`` (one step's
-    random inputs, drawn from ``self.rng`` in the host flow's order) and ``_consts()``.
+    Subclasses provide ``_carry_from_host()``, ``_carry_to_host(carry)`` and ``_draw_one()`` (one step's
+    random inputs, drawn from ``self.rng`` in the host flow's order).
     """
 
     compiled = True
@@ -199,6 +199,18 @@ class _CompiledSteps:
 
     # -- what a host flow reads ---------------------------------------------------------------------
 
+    @property
+    def discriminator(self):
+        """The discriminator of the last step (built on the host when read)."""
+        return self._host_discriminator()
+
+    @discriminator.setter
+    def discriminator(self, value):
+        self._disc_obj = value
+
+    def _consts(self) -> dict:
+        return _consts(self)
+
     def _host_discriminator(self):
         """The discriminator of the last step, as a host object (for snapshots), or None before any."""
         if self._disc_obj is None and self._have_last:
@@ -258,17 +270,6 @@ class JaxParticleFlow(_CompiledSteps, ParticleFlow):
         self._sync()
         return self._x
 
-    @property
-    def discriminator(self):
-        return self._host_discriminator()
-
-    @discriminator.setter
-    def discriminator(self, value):
-        self._disc_obj = value
-
-    def _consts(self) -> dict:
-        return _consts(self)
-
     def _carry_from_host(self) -> dict:
         carry = self._base_carry()
         carry["x"] = _device(self._x)
@@ -296,17 +297,6 @@ class JaxGeneratorFlow(_CompiledSteps, GeneratorFlow):
     def particles(self) -> np.ndarray:
         self._sync()
         return GeneratorFlow.particles.fget(self)
-
-    @property
-    def discriminator(self):
-        return self._host_discriminator()
-
-    @discriminator.setter
-    def discriminator(self, value):
-        self._disc_obj = value
-
-    def _consts(self) -> dict:
-        return _consts(self)
 
     def _carry_from_host(self) -> dict:
         carry = self._base_carry()

@@ -21,7 +21,10 @@ import numpy as np
 from ntkgan._io import atomic_write_text, write_csv, write_json
 from ntkgan._validation import check_int
 
-__all__ = ["TASKS_DIR", "Outputs", "StudyResult", "check_out", "cluster_args", "map_tasks", "run_tasks", "task_key"]
+__all__ = [
+    "TASKS_DIR", "Outputs", "StudyResult", "check_out", "cluster_args", "columns_of", "map_tasks", "run_tasks",
+    "task_key",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,6 +224,12 @@ class StudyResult:
     wall_time: float
     files: dict = field(default_factory=dict)
     resumed: int = 0
+
+
+def columns_of(rows, columns, **renamed):
+    """Each row's ``columns`` (a generator of dicts for :meth:`Outputs.csv`); ``renamed`` maps a column to
+    the key it is read from (``diversity="final"``)."""
+    return ({c: row[renamed.get(c, c)] for c in columns} for row in rows)
 
 
 class Outputs:

@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from ntkgan._validation import check_int, check_real, check_reals
-from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, run_tasks
+from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, columns_of, run_tasks
 from ntkgan.studies._transition import transition_point
 from ntkgan.studies._transition import transition_text as _transition_text
 
@@ -430,27 +430,10 @@ def _write_outputs(out_dir: Path, params, runs, summary, transitions, threshold,
         for s, v in zip(run["steps"], run["diversity"])
     )
     files.csv("collapse_traces.csv", TRACE_COLUMNS, trace_rows)
-    files.csv("collapse_final.csv",
-        FINAL_COLUMNS,
-        (
-            {
-                "setting": r["setting"],
-                "ratio": r["ratio"],
-                "seed": r["seed"],
-                "diversity": r["final"],
-                "last": r["last"],
-                "modes_covered": r["modes_covered"],
-                "quality": r["quality"],
-                "status": r["status"],
-            }
-            for r in runs
-        ),
-    )
+    files.csv("collapse_final.csv", FINAL_COLUMNS, columns_of(runs, FINAL_COLUMNS, diversity="final"))
     files.csv("collapse_summary.csv", SUMMARY_COLUMNS, summary)
-    files.csv("collapse_transitions.csv",
-        ("setting", "transition_ratio", "threshold"),
-        ({"setting": s, "transition_ratio": t, "threshold": threshold} for s, t in transitions.items()),
-    )
+    transition_rows = ({"setting": s, "transition_ratio": t, "threshold": threshold} for s, t in transitions.items())
+    files.csv("collapse_transitions.csv", ("setting", "transition_ratio", "threshold"), transition_rows)
     files.text("collapse_summary.md", _markdown(params, summary, transitions, threshold, runs, wall))
     files.json("collapse_study.json", dict(params, wall_time=wall))
     from ntkgan.plots._studies import plot_collapse_diversity, plot_collapse_traces

@@ -81,7 +81,7 @@ from pathlib import Path
 import numpy as np
 
 from ntkgan._validation import check_int, check_real, check_reals
-from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, run_tasks
+from ntkgan.studies._common import Outputs, StudyResult, check_out, cluster_args, columns_of, run_tasks
 from ntkgan.studies._damping_model import (
     continuous_roots,
     decay_rate,
@@ -504,19 +504,7 @@ def _write_outputs(out_dir: Path, params, runs, summary, fastest, model, wall) -
                 ]
 
     files.csv("damping_traces.csv", TRACE_COLUMNS, trace_rows())
-    files.csv("damping_rates.csv",
-        RATE_COLUMNS,
-        (
-            {
-                "lambda": r["lam"],
-                "seed": r["seed"],
-                "rate": r["rate"],
-                "steps_to_tol": r["steps_to_tol"],
-                "status": r["status"],
-            }
-            for r in runs
-        ),
-    )
+    files.csv("damping_rates.csv", RATE_COLUMNS, columns_of(runs, RATE_COLUMNS, **{"lambda": "lam"}))
     files.csv("damping_summary.csv", SUMMARY_COLUMNS, summary)
     files.text("damping_summary.md", _markdown(params, summary, fastest, model, runs, wall))
     record = dict(

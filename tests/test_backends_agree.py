@@ -31,8 +31,19 @@ import ntkgan
 import numpy as np
 import pytest
 from conftest import HAS_JAX, HAS_NT, assert_close
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from pair_checks import RTOL, inputs
+from pair_checks import agree as _agree
+from pair_checks import archs as _archs
+from pair_checks import describe as _describe
+from pair_checks import slow_settings as _settings
+from pair_checks import usable_pairs as _usable_pairs
+from pair_checks import usable_rows as _usable_rows
+
+_ACTIVATIONS = ("relu", "leaky_relu", "abs", "identity", "erf", "sigmoid", "rbf")
+_ARCHS = _archs(_ACTIVATIONS, max_depth=6, max_b_std=4.0)
+_INPUTS = inputs(d_max=64, n_max=12, large=0.2, multiples=(-1.0,))
 
 pytestmark = [
     pytest.mark.jax,
@@ -43,7 +54,6 @@ pytestmark = [
 ]
 
 KINDS = ("ntk", "nngp")
-RTOL = 1e-10
 
 #: What the Rust backend is compared with: the "jax" backend and the neural-tangents oracle.
 OTHERS = [
@@ -54,140 +64,19 @@ OTHERS = [
 ]
 
 
-def _settings(n: int):
-    return settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
-
-
 # ----------------------------------------------------------------------------------------------------
 # strategies
 # ----------------------------------------------------------------------------------------------------
 
-_ACTIVATIONS = ("relu", "leaky_relu", "abs", "identity", "erf", "sigmoid", "rbf")
 
 
-@st.composite
-def _activations(draw):
-    name = draw(st.sampled_from(_ACTIVATIONS))
-    if name == "leaky_relu":
-        return ("leaky_relu", draw(st.floats(0.01, 0.5)))
-    if name == "erf":
-        return ("erf", draw(st.floats(0.2, 2.0)), draw(st.floats(0.2, 2.0)), draw(st.floats(-1.0, 1.0)))
-    if name == "rbf":
-        return ("rbf", draw(st.floats(0.1, 3.0)))
-    return name
 
-
-@st.composite
-def _archs(draw):
-    return ntkgan.Mlp(
-        depth=draw(st.integers(1, 6)),
-        activation=draw(_activations()),
-        w_std=draw(st.floats(0.5, 2.0)),
-        b_std=draw(st.one_of(st.just(0.0), st.floats(0.0, 4.0))),
-        parameterization=draw(st.sampled_from(["ntk", "standard"])),
-        width=draw(st.sampled_from([1, 16, 128, 1000])),
-    )
-
-
-#: Smallest ``sin^2`` of the angle between the two inputs of a layer at which the JAX backend is trusted
-#: to 1e-10: it computes ``s^2 = Sxx Syy - Sxy^2`` by cancellation, with a relative error of about
-#: ``1e-16 / sin^2``; measured ``8e-17 / sin^2`` on gradients (depth 5, ReLU, b_std 2.7, w_std 0.5).
-MIN_SIN2 = 1e-5
-
-
-def _min_sin2(arch: ntkgan.Mlp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n, m): the smallest ``s^2 / (Sxx Syy)`` over the layers where it matters (float64 recursion).
-
-    Every activation layer of the ReLU family (bias and small ``w_std`` shrink the angle layer after
-    layer); only the first for erf and rbf (deeper, their variances are O(1) and ``s^2`` no longer
-    cancels against anything large).  None for identity, whose kernel does not involve ``s``.
-    """
-    act = arch.activation
-    out = np.ones((x.shape[0], y.shape[0]))
-    if isinstance(act, ntkgan.ABRelu) and act.a == act.b:
-        return out
-    d = x.shape[1]
-    w2, b2 = arch.w_std**2, arch.b_std**2
-    sxx = (np.sum(x * x, axis=1) / d)[:, None]
-    syy = (np.sum(y * y, axis=1) / d)[None, :]
-    sxy = x @ y.T / d
-    for _ in range(arch.depth if isinstance(act, ntkgan.ABRelu) else 1):
-        sxx, syy, sxy = w2 * sxx + b2, w2 * syy + b2, w2 * sxy + b2
-        prod = sxx * syy
-        s2 = np.maximum(prod - sxy * sxy, 0.0)
-        out = np.minimum(out, np.where(prod > 0, s2 / np.where(prod > 0, prod, 1.0), 1.0))
-        if isinstance(act, ntkgan.ABRelu):
-            s = np.sqrt(s2)
-            theta = np.where((s == 0) & (sxy == 0), np.pi / 2, np.arctan2(s, sxy))
-            factor, mean_sq = (act.a - act.b) ** 2 / (2 * np.pi), (act.a**2 + act.b**2) / 2
-            sxx, syy, sxy = mean_sq * sxx, mean_sq * syy, factor * s + (mean_sq - factor * theta) * sxy
-    return out
-
-
-def _usable_pairs(arch: ntkgan.Mlp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n, m) bool: pairs on which both backends are accurate to 1e-10.
-
-    Exactly equal rows (the cusp convention), pairs that are exactly parallel without bias (``d = 1``,
-    ``y = -x``, a zero row: ``s = 0`` at every layer), and otherwise pairs whose angle never drops below
-    ``MIN_SIN2`` (see :func:`_min_sin2`) and with ``|x - y| >= 1e-3 max(|x|, |y|)``.
-    """
-    same = np.all(x[:, None, :] == y[None, :, :], axis=-1)
-    zero = ~np.any(x != 0, axis=1)[:, None] | ~np.any(y != 0, axis=1)[None, :]
-    parallel = (x.shape[1] == 1) | np.all(x[:, None, :] == -y[None, :, :], axis=-1) | zero
-    diff = np.linalg.norm(x[:, None, :] - y[None, :, :], axis=-1)
-    size = np.maximum(np.linalg.norm(x, axis=1)[:, None], np.linalg.norm(y, axis=1)[None, :])
-    apart = (diff >= 1e-3 * size) & (_min_sin2(arch, x, y) >= MIN_SIN2)
-    return same | (parallel & (arch.b_std == 0.0)) | apart
-
-
-def _usable_rows(arch: ntkgan.Mlp, z: np.ndarray) -> np.ndarray:
-    """Rows of ``z`` such that every pair among them is usable (greedily drops the worst rows)."""
-    keep = np.arange(z.shape[0])
-    while keep.size:
-        bad = ~_usable_pairs(arch, z[keep], z[keep])
-        if not bad.any():
-            break
-        keep = np.delete(keep, np.argmax(bad.sum(axis=1)))
-    return z[keep]
-
-
-@st.composite
-def _inputs(draw, *, d=None, n=None, m=None):
-    """``(x, y)``: Gaussian rows of norm ~0.5-1e3 (log-uniform scales), then special rows in x and y."""
-    d = draw(st.integers(1, 64)) if d is None else d
-    n = draw(st.integers(1, 12)) if n is None else n
-    m = draw(st.integers(1, 12)) if m is None else m
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-
-    def rows(k):
-        scale = 10.0 ** rng.uniform(-0.3, 1.0, size=(k, 1))
-        scale[rng.random(k) < 0.2] = 1e3  # large norms
-        return rng.normal(size=(k, d)) / np.sqrt(d) * scale
-
-    x, y = rows(n), rows(m)
-    for i in range(n):
-        if draw(st.sampled_from(["keep", "keep", "keep", "zero"])) == "zero":
-            x[i] = 0.0
-    for j in range(m):
-        what = draw(st.sampled_from(["keep", "keep", "dup", "dup", "anti", "zero"]))
-        src = x[draw(st.integers(0, n - 1))]
-        if what == "dup":
-            y[j] = src
-        elif what == "anti":
-            y[j] = -src
-        elif what == "zero":
-            y[j] = 0.0
-    return x, y
 
 
 def _cases(draw):
-    arch = draw(_archs())
+    arch = draw(_ARCHS)
     kind = draw(st.sampled_from(KINDS))
-    x, y = draw(_inputs())
+    x, y = draw(_INPUTS)
     return arch, kind, x, y
 
 
@@ -203,15 +92,8 @@ def _rtol(arch, x, y) -> float:
     return max(RTOL, 4e-16 * cond)
 
 
-def _agree(actual, expected, what: str, case: str, rtol: float = RTOL):
-    scale = float(np.abs(expected).max()) if expected.size else 0.0
-    assert_close(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=f"{what}: {case}")
 
 
-def _describe(arch, kind, x, y, w=None) -> str:
-    with np.printoptions(precision=17, threshold=10_000):
-        text = f"{arch!r} kind={kind!r}\nx={x!r}\ny={y!r}"
-        return text if w is None else f"{text}\nw={w!r}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -259,9 +141,9 @@ def test_value_and_grad_at_own_points_agree(other, data):
     """kernel_value_and_grad(x, [x; z], w): the Rust backend's symmetric pass over the x-x block (each
     unordered pair once, both gradients from it; ABReLU family and erf) against JAX, and against Rust's
     plain pass ([z; x])."""
-    arch = data.draw(_archs().filter(lambda a: getattr(a.activation, "gamma", None) is None))
+    arch = data.draw(_ARCHS.filter(lambda a: getattr(a.activation, "gamma", None) is None))
     kind = data.draw(st.sampled_from(KINDS))
-    x, y = data.draw(_inputs())
+    x, y = data.draw(_INPUTS)
     zs = _usable_rows(arch, np.concatenate([x, y]))  # rows repeat and oppose one another
     assume(zs.shape[0] > 1)
     k = data.draw(st.integers(1, zs.shape[0] - 1))

@@ -20,15 +20,19 @@ import ntkgan
 import numpy as np
 import pytest
 from conftest import assert_close
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from pair_checks import RTOL, inputs, usable_pairs, usable_rows
+from pair_checks import agree as _agree
+from pair_checks import archs as _archs
+from pair_checks import describe as _describe
+from pair_checks import slow_settings as _settings
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install jax)")
 
 from ntkgan.backends import _jax_native as jn
 
 KINDS = ("ntk", "nngp")
-RTOL = 1e-10
 
 requires_rust = pytest.mark.skipif(
     "rust" not in ntkgan.backends.available(),
@@ -54,133 +58,35 @@ def _rust(fn: str, *args):
     return getattr(_rust, fn)(*args)
 
 
-def _settings(n: int):
-    return settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
-
-
 # ----------------------------------------------------------------------------------------------------
 # strategies
 # ----------------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _activations(draw):
-    name = draw(st.sampled_from(("relu", "leaky_relu", "abs", "identity", "abrelu", "erf", "sigmoid", "rbf")))
-    if name == "leaky_relu":
-        return ("leaky_relu", draw(st.floats(0.01, 0.5)))
-    if name == "abrelu":
-        return ("abrelu", draw(st.floats(-1.5, 1.5)), draw(st.floats(-1.5, 1.5)))
-    if name == "erf":
-        return ("erf", draw(st.floats(0.2, 2.0)), draw(st.floats(0.2, 2.0)), draw(st.floats(-1.0, 1.0)))
-    if name == "rbf":
-        return ("rbf", draw(st.floats(0.1, 3.0)))
-    return name
-
-
-@st.composite
-def _archs(draw):
-    return ntkgan.Mlp(
-        depth=draw(st.integers(1, 4)),
-        activation=draw(_activations()),
-        w_std=draw(st.floats(0.5, 2.0)),
-        b_std=draw(st.one_of(st.just(0.0), st.floats(0.0, 3.0))),
-        parameterization=draw(st.sampled_from(["ntk", "standard"])),
-        width=draw(st.sampled_from([1, 16, 128, 1000])),
-    )
-
+_ACTIVATIONS = ("relu", "leaky_relu", "abs", "identity", "abrelu", "erf", "sigmoid", "rbf")
 
 #: exact multiples used to build exactly parallel rows (powers of two: ``c * x`` is exact)
 _MULTIPLES = (-1.0, 2.0, -0.5)
+_ARCHS = _archs(_ACTIVATIONS, max_depth=4, max_b_std=3.0)
+_INPUTS = inputs(d_max=5, n_max=6, large=0.15, multiples=_MULTIPLES)
 
 
-@st.composite
-def _inputs(draw):
-    """``(x, y)``: Gaussian rows (norms ~0.5-10, sometimes 1e3), then zero rows in x and, in y, exact
-    duplicates of rows of x, exact multiples ``c x_i`` (c = -1, 2, -1/2) and zero rows."""
-    d = draw(st.integers(1, 5))
-    n = draw(st.integers(1, 6))
-    m = draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-
-    def rows(k):
-        scale = 10.0 ** rng.uniform(-0.3, 1.0, size=(k, 1))
-        scale[rng.random(k) < 0.15] = 1e3
-        return rng.normal(size=(k, d)) / np.sqrt(d) * scale
-
-    x, y = rows(n), rows(m)
-    for i in range(n):
-        if draw(st.sampled_from(["keep", "keep", "keep", "zero"])) == "zero":
-            x[i] = 0.0
-    for j in range(m):
-        what = draw(st.sampled_from(["keep", "keep", "dup", "dup", "multiple", "zero"]))
-        src = x[draw(st.integers(0, n - 1))]
-        if what == "dup":
-            y[j] = src
-        elif what == "multiple":
-            y[j] = draw(st.sampled_from(_MULTIPLES)) * src
-        elif what == "zero":
-            y[j] = 0.0
-    return x, y
+def _usable_pairs(arch, x, y):
+    return usable_pairs(arch, x, y, _MULTIPLES)
 
 
-#: Smallest ``sin^2`` of the angle between a layer's two inputs at which the difference formula
-#: ``s^2 = Sxx Syy - Sxy^2`` (this module, neural-tangents) is trusted to 1e-10 (error ~1e-16 / sin^2).
-MIN_SIN2 = 1e-5
+def _usable_rows(arch, z):
+    return usable_rows(arch, z, _MULTIPLES)
 
 
-def _min_sin2(arch: ntkgan.Mlp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n, m): the smallest ``s^2 / (Sxx Syy)`` over the layers where it matters (float64 recursion):
-    every layer of the ReLU family, the first for erf and rbf; none for ``a == b`` (no ``s``)."""
-    act = arch.activation
-    out = np.ones((x.shape[0], y.shape[0]))
-    if isinstance(act, ntkgan.ABRelu) and act.a == act.b:
-        return out
-    d = x.shape[1]
-    w2, b2 = arch.w_std**2, arch.b_std**2
-    sxx = (np.sum(x * x, axis=1) / d)[:, None]
-    syy = (np.sum(y * y, axis=1) / d)[None, :]
-    sxy = x @ y.T / d
-    for _ in range(arch.depth if isinstance(act, ntkgan.ABRelu) else 1):
-        sxx, syy, sxy = w2 * sxx + b2, w2 * syy + b2, w2 * sxy + b2
-        prod = sxx * syy
-        s2 = np.maximum(prod - sxy * sxy, 0.0)
-        out = np.minimum(out, np.where(prod > 0, s2 / np.where(prod > 0, prod, 1.0), 1.0))
-        if isinstance(act, ntkgan.ABRelu):
-            s = np.sqrt(s2)
-            theta = np.where((s == 0) & (sxy == 0), np.pi / 2, np.arctan2(s, sxy))
-            factor, mean_sq = (act.a - act.b) ** 2 / (2 * np.pi), (act.a**2 + act.b**2) / 2
-            sxx, syy, sxy = mean_sq * sxx, mean_sq * syy, factor * s + (mean_sq - factor * theta) * sxy
-    return out
 
 
-def _usable_pairs(arch: ntkgan.Mlp, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n, m) bool: exactly equal rows; without bias, exactly parallel rows (``d = 1``, ``y = c x`` for
-    the exact multiples, a zero row: ``s = 0`` at every layer in both backends); otherwise pairs well
-    apart (``|x - y| >= 1e-3 max(|x|, |y|)`` and ``sin^2 >= MIN_SIN2`` at every layer that matters)."""
-    same = np.all(x[:, None, :] == y[None, :, :], axis=-1)
-    zero = ~np.any(x != 0, axis=1)[:, None] | ~np.any(y != 0, axis=1)[None, :]
-    parallel = (x.shape[1] == 1) | zero
-    for c in _MULTIPLES:
-        parallel = parallel | np.all(c * x[:, None, :] == y[None, :, :], axis=-1)
-    diff = np.linalg.norm(x[:, None, :] - y[None, :, :], axis=-1)
-    size = np.maximum(np.linalg.norm(x, axis=1)[:, None], np.linalg.norm(y, axis=1)[None, :])
-    apart = (diff >= 1e-3 * size) & (_min_sin2(arch, x, y) >= MIN_SIN2)
-    return same | (parallel & (arch.b_std == 0.0)) | apart
 
 
-def _usable_rows(arch: ntkgan.Mlp, z: np.ndarray) -> np.ndarray:
-    """Rows of ``z`` such that every pair among them is usable (greedily drops the worst rows)."""
-    keep = np.arange(z.shape[0])
-    while keep.size:
-        bad = ~_usable_pairs(arch, z[keep], z[keep])
-        if not bad.any():
-            break
-        keep = np.delete(keep, np.argmax(bad.sum(axis=1)))
-    return z[keep]
+
+
+
+
 
 
 def _rtol(arch, x, y) -> float:
@@ -200,15 +106,8 @@ def _grad_floor(k: np.ndarray, w: np.ndarray, z: np.ndarray) -> float:
     return RTOL * np.abs(k).max() * np.abs(w).sum() / max(float(norms[norms > 0].min(initial=1.0)), 1e-3)
 
 
-def _describe(arch, kind, x, y, w=None) -> str:
-    with np.printoptions(precision=17, threshold=10_000):
-        text = f"{arch!r} kind={kind!r}\nx={x!r}\ny={y!r}"
-        return text if w is None else f"{text}\nw={w!r}"
 
 
-def _agree(actual, expected, what, case, rtol=RTOL, atol=0.0):
-    scale = float(np.abs(expected).max()) if np.size(expected) else 0.0
-    assert_close(actual, expected, rtol=rtol, atol=max(rtol * scale, atol), err_msg=f"{what}: {case}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -220,8 +119,8 @@ def _agree(actual, expected, what, case, rtol=RTOL, atol=0.0):
 @_settings(20)
 @given(data=st.data())
 def test_kernel_grad_value_grad_agree_with_rust(data):
-    arch, kind = data.draw(_archs()), data.draw(st.sampled_from(KINDS))
-    x, y = data.draw(_inputs())
+    arch, kind = data.draw(_ARCHS), data.draw(st.sampled_from(KINDS))
+    x, y = data.draw(_INPUTS)
     y = y[_usable_pairs(arch, x, y).all(axis=0)]
     assume(y.shape[0] > 0)
     w = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=y.shape[0])
@@ -242,8 +141,8 @@ def test_kernel_grad_value_grad_agree_with_rust(data):
 @given(data=st.data())
 def test_symmetric_kernel_and_matvecs_agree_with_rust(data):
     """kernel(x) (y = None: pairs within x, exactly symmetric), kernel_matvec(x, None, u), kernel_matvec(x, y, v)."""
-    arch, kind = data.draw(_archs()), data.draw(st.sampled_from(KINDS))
-    x, y = data.draw(_inputs())
+    arch, kind = data.draw(_ARCHS), data.draw(st.sampled_from(KINDS))
+    x, y = data.draw(_INPUTS)
     x = _usable_rows(arch, np.concatenate([x, y]))  # rows of x now repeat and are multiples of one another
     assume(x.shape[0] > 0)
     y = x[::-2]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "KINDS", "MAX_SCALE", "MIN_SCALE", "check_array", "check_choice", "check_int", "check_kind", "check_pair",
+    "KINDS", "MAX_SCALE", "MIN_SCALE", "check_array", "check_choice", "check_int", "check_ints", "check_kind", "check_pair",
     "check_real", "check_reals", "check_vector", "parse_floats",
 ]
 
@@ -71,6 +71,28 @@ def check_real(
         hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
         raise ValueError(f"{name} must be {' and '.join(c for c in (lo, hi) if c)}, got {v!r}")
     return v
+
+
+def check_ints(values, name: str, minimum: int, *, noun: str = "value") -> tuple[int, ...]:
+    """A non-empty sequence of distinct integers ``>= minimum`` (Python or numpy; bools refused), as a tuple
+    of ``int`` in the order given.  Errors name the argument: ``must be a sequence of integers >= 1``,
+    ``must hold at least one width`` (``noun``), ``must be integers >= 1, got 0 in [8, 0]``, ``must be
+    distinct``."""
+    if isinstance(values, (str, bytes)):
+        values = None
+    try:
+        items = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of integers >= {minimum}, got {values!r}") from None
+    if not items:
+        raise ValueError(f"{name} must hold at least one {noun}, got an empty sequence")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+            raise ValueError(f"{name} must be integers >= {minimum}, got {v!r} in {items!r}")
+    out = tuple(int(v) for v in items)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must be distinct, got {list(out)!r}")
+    return out
 
 
 def check_reals(values, name: str, **bounds) -> tuple[float, ...]:

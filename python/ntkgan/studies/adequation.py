@@ -51,7 +51,6 @@ import csv
 import functools
 import io
 import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from ntkgan._io import atomic_write_text, write_npz
-from ntkgan._validation import check_int
+from ntkgan._validation import check_int, check_ints, check_real
 from ntkgan.arch import Mlp
 from ntkgan.studies._common import check_out, cluster_args, map_tasks, run_tasks
 
@@ -349,25 +348,7 @@ def _resolve_preset(preset) -> AdequationPreset:
 
 
 def _check_widths(widths) -> np.ndarray:
-    try:
-        items = list(widths)
-    except TypeError:
-        raise ValueError(f"widths must be a sequence of integers >= 1, got {widths!r}") from None
-    if not items:
-        raise ValueError("widths must hold at least one width, got an empty sequence")
-    for w in items:
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
-            raise ValueError(f"widths must be integers >= 1, got {w!r} in {items!r}")
-    if len(set(int(w) for w in items)) != len(items):
-        raise ValueError(f"widths must be distinct, got {items!r}")
-    return np.array(sorted(int(w) for w in items), dtype=np.int64)
-
-
-def _check_positive(value, name: str) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, numbers.Real)
-    if bad or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite real number > 0, got {value!r}")
-    return float(value)
+    return np.array(sorted(check_ints(widths, "widths", 1, noun="width")), dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,8 +471,8 @@ def adequation(preset, *, widths=DEFAULT_WIDTHS, seeds: int = 3, out=None, backe
     widths = _check_widths(widths)
     seeds = check_int(seeds, "seeds", 1)
     nx = check_int(nx, "nx", 2)
-    t = preset.t if t is None else float(_check_positive(t, "t"))
-    lr = preset.lr if lr is None else _check_positive(lr, "lr")
+    t = preset.t if t is None else check_real(t, "t", positive=True)
+    lr = preset.lr if lr is None else check_real(lr, "lr", positive=True)
     data_seed = check_int(data_seed, "data_seed", 0)
     if picture_width is not None:
         picture_width = check_int(picture_width, "picture_width", 1)

@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
-from ntkgan._validation import check_int
+from ntkgan._validation import check_int, check_ints
 
 __all__ = ["RESERVED_OVERRIDES", "Grid", "Setting", "Skipped"]
 
@@ -57,18 +57,7 @@ def _seeds(value) -> tuple[int, ...]:
             raise ValueError(f"seeds must be >= 1 (the number of seeds, run as 0, 1, ..., seeds-1), "
                              f"got {value!r}")
         return tuple(range(int(value)))
-    try:
-        seeds = tuple(value)
-    except TypeError:
-        raise ValueError(f"seeds must be a count >= 1 or a list of seeds >= 0, got {value!r}") from None
-    if not seeds:
-        raise ValueError("seeds needs at least one seed")
-    for s in seeds:
-        if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"seeds must be integers >= 0, got {s!r} in {list(seeds)!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds lists a seed more than once: {list(seeds)!r}")
-    return tuple(int(s) for s in seeds)
+    return check_ints(value, "seeds", 0, noun="seed")
 
 
 @dataclass(frozen=True)

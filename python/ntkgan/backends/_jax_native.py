@@ -465,9 +465,22 @@ def tile_parts(arch: Mlp, kind: str, x, y, same, w):
     return (k, *out)
 
 
-def tile_contract(arch: Mlp, kind: str, x, y, w, k, *derivs):
+def _products(a, b):
+    """``a @ b`` at full precision."""
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _row_sums(a, b):
+    """``a @ b`` as ``b.shape[1]`` row sums (``(r, c) x (c, d)``, small ``d``): the same sums, another order
+    of additions."""
+    return jnp.stack([jnp.sum(a * b[None, :, i], axis=1) for i in range(b.shape[1])], axis=1)
+
+
+def tile_contract(arch: Mlp, kind: str, x, y, w, k, *derivs, by_sums: bool = False):
     """``(K @ w, G)`` of one tile from :func:`tile_parts`, with
-    ``G_i = sum_j [2 x_i d_q + y_j d_s + 2 (x_i - y_j) d_dist]_ij / d`` (traceable)."""
+    ``G_i = sum_j [2 x_i d_q + y_j d_s + 2 (x_i - y_j) d_dist]_ij / d`` (traceable).  ``by_sums``: the
+    contractions over ``j`` as row sums instead of matrix products (inside a compiled step at small ``d``,
+    where XLA's CPU dot with ``d`` output columns is slower)."""
     needs_q, needs_s, needs_dist = _needs(arch, kind)
     d = x.shape[1]
     derivs = list(derivs)
@@ -475,10 +488,11 @@ def tile_contract(arch: Mlp, kind: str, x, y, w, k, *derivs):
     if needs_q:
         g = g + (2.0 / d) * x * jnp.sum(derivs.pop(0), axis=1)[:, None]
     if needs_s:
-        g = g + jnp.matmul(derivs.pop(0), y, precision=jax.lax.Precision.HIGHEST) / d
+        g = g + (_row_sums if by_sums else _products)(derivs.pop(0), y) / d
     if needs_dist:  # summed pair by pair: the terms vanish exactly at duplicates
         g = g + (2.0 / d) * _weighted_differences(derivs.pop(0), x, y)
-    return jnp.matmul(k, w, precision=jax.lax.Precision.HIGHEST), g
+    values = jnp.sum(k * w[None, :], axis=1) if by_sums else _products(k, w)
+    return values, g
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ at least one row, so a block of a very wide ``z`` is one row: memory ``O(m)``); 
 with zero rows whose results are dropped.  Between the elementwise part of a block and its contractions an
 :func:`jax.lax.optimization_barrier` keeps XLA from fusing the recursion into the reductions (the reason
 the host backend makes two compiled calls per tile: such fusions run unvectorised on the CPU), and for
-``d <= 8`` the contractions over ``j`` are row sums rather than matrix products (:func:`_contract_by_sums`).
+``d <= 8`` the contractions over ``j`` are row sums rather than matrix products
+(``tile_contract(..., by_sums=True)``).
 """
 
 from __future__ import annotations
@@ -57,26 +58,9 @@ def _blocked(x, rows: int, blocks: int):
 
 
 #: Up to this input dimension the contractions over ``j`` are elementwise products and row sums
-#: (:func:`_contract_by_sums`) instead of matrix products: inside the compiled step XLA's CPU dot with
-#: ``d`` output columns measured 1.7x slower for the whole tile (d = 2, 500 x 1000 pairs).
+#: (``tile_contract(..., by_sums=True)``) instead of matrix products: inside the compiled step XLA's CPU dot
+#: with ``d`` output columns measured 1.7x slower for the whole tile (d = 2, 500 x 1000 pairs).
 _SUM_MAX_D = 8
-
-
-def _contract_by_sums(arch: Mlp, kind: str, x, y, w, k, *derivs):
-    """:func:`~ntkgan.backends._jax_native.tile_contract` with the ``(r, c) x (c, d)`` products written as
-    ``d`` row sums (small ``d``): the same sums, another order of additions."""
-    needs_q, needs_s, needs_dist = _nat._needs(arch, kind)
-    d = x.shape[1]
-    derivs = list(derivs)
-    g = jnp.zeros(x.shape, x.dtype)
-    if needs_q:
-        g = g + (2.0 / d) * x * jnp.sum(derivs.pop(0), axis=1)[:, None]
-    if needs_s:
-        ds = derivs.pop(0)
-        g = g + jnp.stack([jnp.sum(ds * y[None, :, i], axis=1) for i in range(d)], axis=1) / d
-    if needs_dist:
-        g = g + (2.0 / d) * _nat._weighted_differences(derivs.pop(0), x, y)
-    return jnp.sum(k * w[None, :], axis=1), g
 
 
 def value_and_grad(arch: Mlp, kind: str, x, z, w):
@@ -97,9 +81,7 @@ def value_and_grad(arch: Mlp, kind: str, x, z, w):
     def block(xb):
         parts = _nat.tile_parts(arch, kind, xb, z, _nat.same_rows(xb, z), w)
         parts = _barrier(parts)
-        if d > _SUM_MAX_D:
-            return _nat.tile_contract(arch, kind, xb, z, w, *parts)
-        return _contract_by_sums(arch, kind, xb, z, w, *parts)
+        return _nat.tile_contract(arch, kind, xb, z, w, *parts, by_sums=d <= _SUM_MAX_D)
 
     f, g = jax.lax.map(block, _blocked(x, rows, blocks))
     return f.reshape(-1)[:n], g.reshape(-1, d)[:n]

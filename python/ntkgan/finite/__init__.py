@@ -278,10 +278,8 @@ def param_grad(arch: Mlp, params: Params, x, cotangent) -> Params:
 
     Parameters
     ----------
-    arch : Mlp
-    params : list of (W, b) or AntisymmetricParams
-    x : array-like of shape (n, d)
-    cotangent : array-like of shape (n, out_dim), or (n,) when out_dim is 1
+    arch, params, x, cotangent
+        As in :func:`input_grad`.
 
     Returns
     -------

@@ -140,6 +140,37 @@ fn kernel<'py>(
     out.into_pyarray(py).reshape([n, m])
 }
 
+/// What a weighted sum over `y` computes (`gram::kernel_grad` and the like).
+type WeightedFn<T> =
+    for<'a> fn(&Arch, Kind, gram::Points<'a>, gram::Points<'a>, &[f64]) -> Result<T, NtkError>;
+
+/// `f(arch, kind, x, y, w)` on the arrays' data with the GIL released, and `x`'s shape `(n, d)`.
+fn weighted<'py, T: Send>(
+    py: Python<'py>,
+    x: &PyReadonlyArray2<'py, f64>,
+    y: &PyReadonlyArray2<'py, f64>,
+    w: &PyReadonlyArray1<'py, f64>,
+    spec: &Bound<'py, PyDict>,
+    ntk: bool,
+    f: WeightedFn<T>,
+) -> PyResult<(T, usize, usize)> {
+    let arch = parse_arch(spec)?;
+    let (mut xb, mut yb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
+    let (xs, n, d) = slice2(x, &mut xb);
+    let (ys, m, dy) = slice2(y, &mut yb);
+    let ws = slice1(w, &mut wb);
+    let out = run(py, || {
+        f(
+            &arch,
+            kind_of(ntk),
+            gram::Points::new(xs, n, d)?,
+            gram::Points::new(ys, m, dy)?,
+            ws,
+        )
+    })?;
+    Ok((out, n, d))
+}
+
 /// kernel_grad(x, y, weights, spec, ntk) -> (n, d) array.
 #[pyfunction]
 #[pyo3(signature = (x, y, weights, spec, ntk))]
@@ -151,20 +182,7 @@ fn kernel_grad<'py>(
     spec: &Bound<'py, PyDict>,
     ntk: bool,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let arch = parse_arch(spec)?;
-    let (mut xb, mut yb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
-    let (xs, n, d) = slice2(&x, &mut xb);
-    let (ys, m, dy) = slice2(&y, &mut yb);
-    let ws = slice1(&weights, &mut wb);
-    let out = run(py, || {
-        gram::kernel_grad(
-            &arch,
-            kind_of(ntk),
-            gram::Points::new(xs, n, d)?,
-            gram::Points::new(ys, m, dy)?,
-            ws,
-        )
-    })?;
+    let (out, n, d) = weighted(py, &x, &y, &weights, spec, ntk, gram::kernel_grad)?;
     out.into_pyarray(py).reshape([n, d])
 }
 
@@ -182,20 +200,7 @@ fn kernel_value_and_grad<'py>(
     spec: &Bound<'py, PyDict>,
     ntk: bool,
 ) -> PyResult<ValueGrad<'py>> {
-    let arch = parse_arch(spec)?;
-    let (mut xb, mut yb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
-    let (xs, n, d) = slice2(&x, &mut xb);
-    let (ys, m, dy) = slice2(&y, &mut yb);
-    let ws = slice1(&weights, &mut wb);
-    let (v, g) = run(py, || {
-        gram::kernel_value_and_grad(
-            &arch,
-            kind_of(ntk),
-            gram::Points::new(xs, n, d)?,
-            gram::Points::new(ys, m, dy)?,
-            ws,
-        )
-    })?;
+    let ((v, g), n, d) = weighted(py, &x, &y, &weights, spec, ntk, gram::kernel_value_and_grad)?;
     Ok((v.into_pyarray(py), g.into_pyarray(py).reshape([n, d])?))
 }
 
@@ -226,20 +231,7 @@ fn kernel_matvec<'py>(
     spec: &Bound<'py, PyDict>,
     ntk: bool,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let arch = parse_arch(spec)?;
-    let (mut xb, mut yb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
-    let (xs, n, d) = slice2(&x, &mut xb);
-    let (ys, m, dy) = slice2(&y, &mut yb);
-    let vs = slice1(&v, &mut vb);
-    let out = run(py, || {
-        gram::kernel_matvec(
-            &arch,
-            kind_of(ntk),
-            gram::Points::new(xs, n, d)?,
-            gram::Points::new(ys, m, dy)?,
-            vs,
-        )
-    })?;
+    let (out, _, _) = weighted(py, &x, &y, &v, spec, ntk, gram::kernel_matvec)?;
     Ok(out.into_pyarray(py))
 }
 

@@ -43,13 +43,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-try:
-    import ntkgan
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(REPO / "python"))
-    import ntkgan
-
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _loadavg, machine_info, step_times
+import ntkgan  # noqa: E402 - after bench_kernels, which finds the source tree if needed
 from ntkgan.discriminator import Loss, _infinite, train_discriminator
 
 ARCH = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)
@@ -158,14 +153,7 @@ def case_flow_steps(steps: int = 10) -> dict:
 
     def median_step(loss, **kw):
         flow = make_flow(make_config(loss=loss, steps=steps + 2, **kw))
-        for _ in range(2):
-            flow.step()
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            flow.step()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        return float(np.median(step_times(flow, steps, warmup=2)))
 
     out = {"inf_lsgan_s": median_step("inf_lsgan"), "inf_vanilla_s": median_step("inf_vanilla"),
            "inf_vanilla_ode_s": median_step("inf_vanilla", d_method="ode")}

@@ -89,13 +89,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-try:
-    import ntkgan
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(REPO / "python"))
-    import ntkgan
-
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _f, _loadavg, _yes, machine_info, step_times
+import ntkgan  # noqa: E402 - after bench_kernels, which finds the source tree if needed
 from ntkgan.flows import load_dataset, make_flow
 from ntkgan.presets import make_config
 
@@ -177,11 +172,7 @@ def time_flow(loss: str, backend: str, steps: int, warmup: int) -> dict:
     for _ in range(warmup):
         flow.step()
     first = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        flow.step()
-        times.append(time.perf_counter() - t0)
+    times = step_times(flow, steps)
     if not np.isfinite(flow.particles).all():
         raise RuntimeError(f"{loss}/{backend}: non-finite particles after {warmup + steps} steps")
     row = {"loss": loss, "backend": backend, **_summary(times, first)}
@@ -219,13 +210,7 @@ def time_host_loop(loss: str, steps: int, warmup: int) -> dict:
 
     cfg = config(loss, "jax")
     flow = ParticleFlow(cfg, load_dataset(cfg), np.random.default_rng(cfg.seed))
-    for _ in range(warmup):
-        flow.step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        flow.step()
-        times.append(time.perf_counter() - t0)
+    times = step_times(flow, steps, warmup)
     row = {"loss": loss, "backend": "jax host loop", **_summary(times, 0.0)}
     say(f"{loss:9s} jax host loop {row['mean_ms']:8.2f} ms/step")
     return row
@@ -484,14 +469,6 @@ def full_run(loss: str, steps: int) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # report
-
-
-def _f(v, fmt: str) -> str:
-    return "n/a" if v is None else format(v, fmt)
-
-
-def _yes(v) -> str:
-    return "n/a" if v is None else ("yes" if v else "**no**")
 
 
 def markdown(report: dict) -> str:

@@ -352,11 +352,26 @@ def bench_memory(n: int) -> dict:
 
 
 def _f(v, fmt: str) -> str:
+    """``format(v, fmt)``, or ``n/a`` for a figure not measured (the benchmarks' tables)."""
     return "n/a" if v is None else format(v, fmt)
 
 
 def _yes(v) -> str:
+    """``yes`` / ``**no**`` for a target met or not, ``n/a`` when not measured."""
     return "n/a" if v is None else ("yes" if v else "**no**")
+
+
+def step_times(flow, steps: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``flow.step()`` (:func:`time.perf_counter`), after ``warmup``
+    untimed ones (shared by the flow benchmarks)."""
+    for _ in range(warmup):
+        flow.step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        flow.step()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def markdown(report: dict) -> str:

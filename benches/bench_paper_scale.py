@@ -61,11 +61,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-try:
-    import ntkgan  # noqa: F401
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(REPO / "python"))
-
 from bench_kernels import _loadavg, machine_info
 from ntkgan import _core
 from ntkgan._malloc import keep_freed_memory

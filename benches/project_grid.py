@@ -47,12 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-try:
-    import ntkgan  # noqa: F401
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(REPO / "python"))
-
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _loadavg, machine_info, step_times
 from ntkgan._cluster import single_threaded
 from ntkgan._malloc import keep_freed_memory
 from ntkgan.flows import make_flow
@@ -79,13 +74,7 @@ def cost(loss: str, arch: str, data: str, steps: int, rows: int) -> dict | None:
     flow = make_flow(cfg)
     dataset_columns = None
     with single_threaded():
-        for _ in range(2):
-            flow.step()
-        step_s = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            flow.step()
-            step_s.append(time.perf_counter() - t0)
+        step_s = step_times(flow, steps, warmup=2)
         from ntkgan.flows import load_dataset
 
         dataset = load_dataset(cfg)

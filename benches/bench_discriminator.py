@@ -43,8 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _loadavg, machine_info, step_times
-import ntkgan  # noqa: E402 - after bench_kernels, which finds the source tree if needed
+from bench_kernels import _loadavg, machine_info, ntkgan, step_times  # ntkgan: installed, or the source tree
 from ntkgan.discriminator import Loss, _infinite, train_discriminator
 
 ARCH = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)

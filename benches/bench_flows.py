@@ -89,8 +89,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _f, _loadavg, _yes, machine_info, step_times
-import ntkgan  # noqa: E402 - after bench_kernels, which finds the source tree if needed
+from bench_kernels import (  # ntkgan: installed, or the source tree
+    _f,
+    _loadavg,
+    _yes,
+    machine_info,
+    ntkgan,
+    step_times,
+)
 from ntkgan.flows import load_dataset, make_flow
 from ntkgan.presets import make_config
 

@@ -29,8 +29,14 @@ References
 from __future__ import annotations
 
 from ntkgan.studies.collapse import CollapseResult, collapse_study, transition_point
-from ntkgan.studies.damping import (DampingResult, continuous_roots, damping_study, decay_rate, linear_model_map,
-                                    linear_model_rate)
+from ntkgan.studies.damping import (
+    DampingResult,
+    continuous_roots,
+    damping_study,
+    decay_rate,
+    linear_model_map,
+    linear_model_rate,
+)
 
 __all__ = [
     "CollapseResult",

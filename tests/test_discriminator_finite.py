@@ -16,10 +16,11 @@ import sys
 import numpy as np
 import pytest
 from conftest import assert_close, requires_nt
+from finite_helpers import leaves as _leaves
+from finite_helpers import to_stax_params as _to_stax_params
+from finite_helpers import with_leaves as _with_leaves
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ntkgan
 from ntkgan import finite as F
 from ntkgan.arch import Mlp
 from ntkgan.discriminator import LOSSES, train_discriminator
@@ -39,17 +40,6 @@ def _arch(act="erf", par="ntk", depth=2, width=6, w_std=1.2, b_std=0.7):
 def _samples(n_fake=4, n_real=3, d=2, seed=3):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_fake, d)), 0.5 + rng.standard_normal((n_real, d))
-
-
-def _leaves(params):
-    if isinstance(params, F.AntisymmetricParams):
-        return _leaves(params.theta1) + _leaves(params.theta2)
-    return [a for layer in params for a in layer]
-
-
-def _with_leaves(params, leaves):
-    it = iter(leaves)
-    return F.tree_map(lambda _: next(it), params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,16 +108,6 @@ def test_param_grad_matches_finite_differences(loss, f0):
                 vals.append(other.loss_value(fake, real))
             fd[idx] = (vals[0] - vals[1]) / (2 * eps)
         assert_close(grads[k], fd, rtol=1e-6, atol=1e-8, err_msg=f"leaf {k}")
-
-
-def _to_stax_params(params):
-    """finite.py params -> stax.serial params: Dense (W, b[None, :]), activations ()."""
-    out = []
-    for i, (W, b) in enumerate(params):
-        if i:
-            out.append(())
-        out.append((W, b[None, :]))
-    return out
 
 
 def _jax_loss(name):

@@ -13,9 +13,11 @@ import math
 import numpy as np
 import pytest
 from conftest import assert_close, requires_nt
+from finite_helpers import leaves as _leaves
+from finite_helpers import to_stax_params as _to_stax_params
+from finite_helpers import with_leaves as _with_leaves
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ntkgan import finite as F
 from ntkgan.arch import Erf, Gelu, Mlp, Rbf, Sigmoid
 
@@ -31,18 +33,6 @@ def _arch(act="erf", par="ntk", depth=2, width=5, w_std=1.3, b_std=0.7):
 def _data(n=4, d=3, out_dim=2, seed=7):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)), rng.standard_normal((n, out_dim))
-
-
-def _leaves(params):
-    """Flat list of the parameter arrays (W_0, b_0, W_1, ...; theta1 then theta2)."""
-    if isinstance(params, F.AntisymmetricParams):
-        return _leaves(params.theta1) + _leaves(params.theta2)
-    return [a for layer in params for a in layer]
-
-
-def _with_leaves(params, leaves):
-    it = iter(leaves)
-    return F.tree_map(lambda _: next(it), params)
 
 
 def _objective(arch, params, x, ct):
@@ -188,16 +178,6 @@ def test_scalar_output_accepts_1d_cotangent():
 # --------------------------------------------------------------------------------------------------
 # against JAX autodiff of the stax network with the same parameter values
 # --------------------------------------------------------------------------------------------------
-
-
-def _to_stax_params(params):
-    """finite.py params -> stax.serial params: Dense (W, b[None, :]), activations ()."""
-    out = []
-    for i, (W, b) in enumerate(params):
-        if i:
-            out.append(())
-        out.append((W, b[None, :]))
-    return out
 
 
 @requires_nt

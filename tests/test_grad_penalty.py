@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from conftest import assert_close, requires_nt
+from finite_helpers import leaves as _leaves
+from finite_helpers import to_stax_params as _to_stax_params
 from ntkgan import finite as F
 from ntkgan.arch import ACTIVATIONS, Activation, Erf, Gelu, Mlp, Rbf, Sigmoid, Sin
 from ntkgan.discriminator import train_discriminator
@@ -35,12 +37,6 @@ PARS = ["ntk", "standard"]
 
 def _arch(act="erf", par="ntk", depth=2, width=4, w_std=1.3, b_std=0.7):
     return Mlp(depth=depth, activation=act, w_std=w_std, b_std=b_std, parameterization=par, width=width)
-
-
-def _leaves(params):
-    if isinstance(params, F.AntisymmetricParams):
-        return _leaves(params.theta1) + _leaves(params.theta2)
-    return [a for layer in params for a in layer]
 
 
 def _params(arch, d, antisymmetric, seed=1):
@@ -136,15 +132,6 @@ def test_param_grad_matches_centred_finite_differences(act, par, antisymmetric):
             leaf[idx] = old
             fd[idx] = (up - down) / (2 * h)
         assert_close(g, fd, rtol=1e-6, atol=1e-8)
-
-
-def _to_stax_params(params):
-    out = []
-    for i, (W, b) in enumerate(params):
-        if i:
-            out.append(())
-        out.append((W, b[None, :]))
-    return out
 
 
 @requires_nt

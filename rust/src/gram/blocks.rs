@@ -228,15 +228,48 @@ pub(super) fn exact_s2(ctx: &Ctx) -> bool {
 }
 
 /// `x0 y1 - x1 y0` to about an ulp: `(p1 - p2) + (e1 - e2)` with the products `p` and their exact
-/// rounding errors `e` (by fused multiply-adds); 0 exactly where `x0 y1 = x1 y0` exactly, and exactly
-/// antisymmetric in `(x, y)`, so that `k(x, y) = k(y, x)` bit for bit.
+/// rounding errors `e`; 0 exactly where `x0 y1 = x1 y0` exactly, and exactly antisymmetric in `(x, y)`,
+/// so that `k(x, y) = k(y, x)` bit for bit.  `FMA`: the errors by fused multiply-adds (the AVX-512
+/// clone, whose instruction set has them); otherwise by Dekker's product of Veltkamp halves, the same
+/// exact error without an FMA instruction (the AVX2 and generic clones, where `mul_add` would be a call
+/// to libm): the same bits either way, for products and errors within float64's normal range.
 #[inline(always)]
-fn det2(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+fn det2<const FMA: bool>(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
     let p1 = x0 * y1;
     let p2 = x1 * y0;
-    let e1 = x0.mul_add(y1, -p1);
-    let e2 = x1.mul_add(y0, -p2);
+    let (e1, e2) = if FMA {
+        (x0.mul_add(y1, -p1), x1.mul_add(y0, -p2))
+    } else {
+        (two_prod_err(x0, y1, p1), two_prod_err(x1, y0, p2))
+    };
     (p1 - p2) + (e1 - e2)
+}
+
+#[cfg(test)]
+pub(super) fn det2_for_tests<const FMA: bool>(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+    det2::<FMA>(x0, x1, y0, y1)
+}
+
+/// Veltkamp's split of `a` into two halves of 26 bits: `a = hi + lo` exactly.
+#[inline(always)]
+fn split(a: f64) -> (f64, f64) {
+    let t = 134_217_729.0 * a; // 2^27 + 1
+    let hi = t - (t - a);
+    (hi, a - hi)
+}
+
+/// `a b - p` exactly for `p = fl(a b)` (Dekker), without an FMA instruction.
+#[inline(always)]
+fn two_prod_err(a: f64, b: f64, p: f64) -> f64 {
+    let (ah, al) = split(a);
+    let (bh, bl) = split(b);
+    ((ah * bh - p) + ah * bl + al * bh) + al * bl
+}
+
+/// Whether [`first_s2_block`] may use fused multiply-adds: the tile loops run the AVX-512 clone.
+#[inline(always)]
+pub(super) fn fma_path() -> bool {
+    crate::simd::level() == crate::simd::Level::Avx512
 }
 
 /// `s^2 = Sxx Syy - Sxy^2` at the first activation of the pairs `(x_i, y_{j0..j0+len})`, without
@@ -249,7 +282,7 @@ fn det2(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
 /// w^2 b^2 (x_k - y_k) / d`, from the same determinants (no cancellation either: `|x|^2 y - <x, y> x`
 /// formed from the coordinates would cancel for nearly parallel or antiparallel pairs).
 #[inline(always)]
-pub(super) fn first_s2_block<const GRAD: bool>(
+pub(super) fn first_s2_block<const GRAD: bool, const FMA: bool>(
     ctx: &Ctx,
     i: usize,
     j0: usize,
@@ -274,7 +307,7 @@ pub(super) fn first_s2_block<const GRAD: bool>(
             for j in 0..len {
                 let (u0, u1) = (xi[0] - y0[j], xi[1] - y1[j]);
                 let e = if bias { u0 * u0 + u1 * u1 } else { 0.0 };
-                let t = det2(xi[0], xi[1], y0[j], y1[j]);
+                let t = det2::<FMA>(xi[0], xi[1], y0[j], y1[j]);
                 out[j] = cg * (t * t) + ce * e;
                 if GRAD {
                     let ct = cg * t;
@@ -292,9 +325,9 @@ pub(super) fn first_s2_block<const GRAD: bool>(
                 } else {
                     0.0
                 };
-                let t01 = det2(xi[0], xi[1], y0[j], y1[j]);
-                let t02 = det2(xi[0], xi[2], y0[j], y2[j]);
-                let t12 = det2(xi[1], xi[2], y1[j], y2[j]);
+                let t01 = det2::<FMA>(xi[0], xi[1], y0[j], y1[j]);
+                let t02 = det2::<FMA>(xi[0], xi[2], y0[j], y2[j]);
+                let t12 = det2::<FMA>(xi[1], xi[2], y1[j], y2[j]);
                 out[j] = cg * ((t01 * t01 + t02 * t02) + t12 * t12) + ce * e;
                 if GRAD {
                     let (c01, c02, c12) = (cg * t01, cg * t02, cg * t12);
@@ -390,7 +423,11 @@ pub(super) fn eval_block<T: Num>(
                 if exact {
                     // depth 1, small d: s^2 from the coordinates, no obtuse margin
                     let mut s2x = [0.0; B];
-                    first_s2_block::<false>(ctx, i, j0, len, &mut s2x, &mut []);
+                    if fma_path() {
+                        first_s2_block::<false, true>(ctx, i, j0, len, &mut s2x, &mut []);
+                    } else {
+                        first_s2_block::<false, false>(ctx, i, j0, len, &mut s2x, &mut []);
+                    }
                     for j in 0..len {
                         let (o, t, s2) =
                             abrelu_pair_s2(cc, f, a * b, sxl, ys[j], iys[j], sxy[j], th[j], s2x[j]);
@@ -583,7 +620,11 @@ pub(super) fn eval_block_grad<const Q: bool>(
                 if exact {
                     // depth 1, small d: s^2 from the coordinates (see eval_block), and tangents along
                     // r and s (see the function's docs)
-                    first_s2_block::<true>(ctx, i, j0, len, s2x, half);
+                    if fma_path() {
+                        first_s2_block::<true, true>(ctx, i, j0, len, s2x, half);
+                    } else {
+                        first_s2_block::<true, false>(ctx, i, j0, len, s2x, half);
+                    }
                     for j in 0..len {
                         let (s_in, sr, t_in, tr) = (s0[j], s2v[j], t0[j], t2v[j]);
                         let prod = x * ys[j];

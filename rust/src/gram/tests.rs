@@ -270,3 +270,26 @@ fn depth1_small_d_blocks_match_the_stable_path() {
         }
     }
 }
+
+/// The two forms of the determinant give the same bits (the exact product errors by FMA, or by
+/// Dekker's product without one), nearly collinear inputs included.
+#[test]
+fn det2_without_fma_gives_the_same_bits() {
+    let mut seed = 5;
+    for k in 0..20_000 {
+        let scale = 2f64.powi((k % 60) - 30);
+        let (x0, x1) = (lcg(&mut seed) * scale, lcg(&mut seed) * scale);
+        let c = lcg(&mut seed) * 3.0;
+        let delta = 10f64.powi(-(k % 17));
+        let (y0, y1) = (
+            c * x0 + delta * lcg(&mut seed),
+            c * x1 + delta * lcg(&mut seed),
+        );
+        let (a, b) = (
+            blocks::det2_for_tests::<true>(x0, x1, y0, y1),
+            blocks::det2_for_tests::<false>(x0, x1, y0, y1),
+        );
+        assert_eq!(a.to_bits(), b.to_bits(), "{x0} {x1} {y0} {y1}");
+        assert_eq!(a, -blocks::det2_for_tests::<true>(y0, y1, x0, x1));
+    }
+}

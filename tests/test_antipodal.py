@@ -263,6 +263,50 @@ def test_depth1_obtuse_pairs_at_moderate_angles(act, b_std):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("b_std", [0.0, 0.7])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_depth1_small_d_blocks_at_moderate_angles(d, b_std):
+    """Depth 1 at ``d <= 3``: the blocks take ``s^2`` at the activation from the coordinates
+    (``w^4 |x ^ y|^2 / d^2 + w^2 b^2 |x - y|^2 / d``, no cancellation) and the gradient along ``r = <x, y>/d``
+    and ``s`` (``ds/dx`` from the same determinants), instead of sending the nearly antiparallel pairs
+    to the stable path by ``obtuse_margin``.  Pairs at ``eps = pi - theta`` from 1e-3 to 0.3 (``d = 1``:
+    exactly antiparallel), ReLU-like maps (``ab = 0`` or nearly), both parameterizations, through the
+    rectangular and the symmetric Gram matrix and the plain gradient pass; ReLU without bias (the
+    vanishing kernel, no zero crossing) at VALUE_RTOL, the others like the test above."""
+    rng = np.random.default_rng(120 + d)
+    xs, ys = [], []
+    for eps in np.geomspace(1e-3, 0.3, 12):
+        x = rng.normal(size=d) * rng.uniform(0.3, 3.0)
+        c = rng.uniform(0.3, 3.0)
+        if d == 1:
+            y = -c * x
+        else:
+            u = rng.normal(size=d)
+            u -= (u @ x) / (x @ x) * x
+            u /= np.linalg.norm(u)
+            y = -c * (np.cos(eps) * x - np.sin(eps) * np.linalg.norm(x) * u)
+        xs.append(x)
+        ys.append(y)
+    x, y = np.array(xs), np.array(ys)
+    n = len(x)
+    failures = []
+    for act in ("relu", ("leaky_relu", 0.01), ntkgan.ABRelu(0.0, 2.0)):
+        for par in ("ntk", "standard"):
+            arch = ntkgan.Mlp(depth=1, activation=act, w_std=1.1, b_std=b_std, parameterization=par, width=16)
+            vanishing = act == "relu" and b_std == 0.0
+            for kind in ("ntk", "nngp"):
+                k, g = _rust_pairs(x, y, arch, kind)
+                ksym = ntkgan.kernel(np.concatenate([x, y]), arch=arch, kind=kind, backend="rust")
+                for i in range(n):
+                    ek, eg = pair_errors(k[i], g[i], x[i], y[i], arch, kind)
+                    es = pair_errors(ksym[i, n + i], g[i], x[i], y[i], arch, kind)[0]
+                    vtol = VALUE_RTOL if vanishing else TARGET_VALUE_RTOL
+                    if max(ek, es) > vtol or eg > GRAD_RTOL:
+                        failures.append(f"{_arch_id(arch)} {kind} pair {i}: value {ek:.1e} (symmetric "
+                                        f"{es:.1e}), grad {eg:.1e}")
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a.b_std == 0.0 and a.activation.a == -a.activation.b],
                          ids=_arch_id)
 def test_abs_without_bias_is_even(arch):

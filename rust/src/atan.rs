@@ -45,6 +45,13 @@ pub fn atan_unit(a: f64) -> f64 {
 /// `(mn - mx) / (mn + mx)` (= `(a - 1)/(a + 1)`) when `mn > 0.66 mx`: one division, not two.
 #[inline(always)]
 fn first_quadrant(ay: f64, ax: f64) -> (f64, f64, bool) {
+    let (phi, c, _, plain) = first_quadrant_t(ay, ax);
+    (phi, c, plain)
+}
+
+/// [`first_quadrant`] with the reduced argument `t` too: `(phi, c, t, plain)`.
+#[inline(always)]
+fn first_quadrant_t(ay: f64, ax: f64) -> (f64, f64, f64, bool) {
     let swap = ay > ax;
     let mx = if swap { ay } else { ax };
     let mn = if swap { ax } else { ay };
@@ -67,7 +74,7 @@ fn first_quadrant(ay: f64, ax: f64) -> (f64, f64, bool) {
     } else {
         base
     };
-    (phi, c, !swap && !big)
+    (phi, c, t, !swap && !big)
 }
 
 /// `atan2(y, x)` in `(-pi, pi]`, branch-free; `atan2(0, 0) = 0` (callers choose their own fill).
@@ -100,6 +107,25 @@ pub fn atan2_half(y: f64, x: f64) -> (f64, f64) {
     let (phi, c, plain) = first_quadrant(y, x);
     let h = if plain { y * c } else { y - phi * x };
     (phi, h)
+}
+
+/// [`atan2_half`] with the defect's derivative along `x` at fixed `y`, `h_x = x y / (x^2 + y^2) - phi`:
+/// `(phi, h, h_x)`, given `ip = 1 / sqrt(x^2 + y^2)` (no division here).  Without reduction
+/// (`t = y/x <= 0.66`) it is formed as `h/x - t y^2 / (x^2 + y^2)` with `h/x = t c` (`t - atan t`,
+/// relatively accurate like `h`): two terms apart by a factor of about 3 (`t^3/3` against `t^3`), so
+/// `h_x ~ -2 t^3 / 3` keeps its relative accuracy where it vanishes; with it, `x y / (x^2 + y^2) - phi`
+/// (`phi > 0.58`, terms apart by a factor of at least 1.2).
+#[inline(always)]
+pub fn atan2_half_dx(y: f64, x: f64, ip: f64) -> (f64, f64, f64) {
+    let (phi, c, t, plain) = first_quadrant_t(y, x);
+    let h = if plain { y * c } else { y - phi * x };
+    let (yp, xp) = (y * ip, x * ip);
+    let h_x = if plain {
+        t * c - t * (yp * yp)
+    } else {
+        yp * xp - phi
+    };
+    (phi, h, h_x)
 }
 
 #[cfg(test)]
@@ -180,5 +206,36 @@ mod tests {
             assert!(ulp_err(phi, y.atan2(x)) <= 3.0);
         }
         assert_eq!(atan2_half(0.0, 0.0).0, 0.0);
+    }
+
+    #[test]
+    fn atan2_half_dx_is_relatively_accurate() {
+        // h_x = x y / (x^2 + y^2) - atan2(y, x) = sum_{k>=1} (-1)^k (2k / (2k + 1)) t^(2k+1) for small
+        // t = y/x (times nothing: it is dimensionless), against libm where the terms are well apart
+        for i in 1..200 {
+            let t = 0.66 * (i as f64 / 200.0).powi(3);
+            let (x, y) = (1.7, 1.7 * t);
+            let ip = 1.0 / (x * x + y * y).sqrt();
+            let (phi, h, h_x) = atan2_half_dx(y, x, ip);
+            assert_eq!((phi, h), atan2_half(y, x));
+            let tt = y / x;
+            let z = tt * tt;
+            let mut series = 0.0;
+            for k in (1..90).rev() {
+                let sign = if k % 2 == 1 { -1.0 } else { 1.0 };
+                series = series * z + sign * (2 * k) as f64 / (2 * k + 1) as f64;
+            }
+            let want = tt * z * series;
+            assert!(ulp_err(h_x, want) <= 40.0, "t={t}: {h_x} vs {want}");
+        }
+        for &(y, x) in &[(0.9, 1.0), (1.0, 1.0), (3.0, 1.0), (1.0, 0.0)] {
+            let ip = 1.0 / f64::hypot(x, y);
+            let (_, _, h_x) = atan2_half_dx(y, x, ip);
+            let want = x * y / (x * x + y * y) - y.atan2(x);
+            assert!(
+                (h_x - want).abs() <= 8.0 * f64::EPSILON,
+                "{y} {x}: {h_x} vs {want}"
+            );
+        }
     }
 }

@@ -160,7 +160,9 @@ const K_DEPTH1: f64 = 2.0 * f64::EPSILON / ETA_DEPTH1;
 /// pair to one with `cos theta' >= -2ab / (a^2 + b^2)`, and `S'` and `Sdot` near `theta = pi` are not
 /// small unless `ab` is), and its `S'` and `Sdot` reach the kernel only through sums with the later
 /// layers' terms, which do not vanish.  For ReLU (`ab = 0`) this flags `eps < 0.18`, where the stable
-/// recursion takes over.
+/// recursion takes over.  The blocked drivers need it at `d > 3` only: at `d <= 3` they form `s^2`
+/// without cancellation from the coordinates ([`abrelu_pair_s2`]), and the fast map is then accurate
+/// relative to the vanishing kernel.
 #[inline(always)]
 pub fn obtuse_margin(f: f64, s: f64, s2: f64, prod: f64, sxy: f64, out: f64, sdot: f64) -> f64 {
     let kf = K_DEPTH1 * f;
@@ -210,6 +212,48 @@ pub fn abrelu_pair<T: Num>(
 ) -> (T, T, f64) {
     let prod = sx * sy;
     let s2 = prod - sxy * sxy;
+    abrelu_map(cc, f, ab, sx, isy, prod.val(), s2, sxy, th, depth1)
+}
+
+/// [`abrelu_pair`] at the first activation of a depth-1 network, with the value of `s^2` given,
+/// computed without cancellation from the inputs (`gram::blocks` forms it from their coordinates:
+/// `w^4 |x ^ y|^2 / d^2 + w^2 b^2 |x - y|^2 / d`; the tangents, if any, are those of the direct
+/// `Sxx Syy - Sxy^2`).  Then `s`, the small angle and its defect `h` are relatively accurate
+/// ([`crate::atan::atan2_half`]), and so are `S'` and `Sdot` wherever they vanish (ReLU-like maps near
+/// `theta = pi`): the margin is `s^2 - TAU Sxx Syy` only, without [`obtuse_margin`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn abrelu_pair_s2<T: Num>(
+    cc: f64,
+    f: f64,
+    ab: f64,
+    sx: T,
+    sy: f64,
+    isy: f64,
+    sxy: T,
+    th: T,
+    s2: f64,
+) -> (T, T, f64) {
+    let prod = sx * sy;
+    let s2 = (prod - sxy * sxy).with_val(s2);
+    abrelu_map(cc, f, ab, sx, isy, prod.val(), s2, sxy, th, false)
+}
+
+/// The map of [`abrelu_pair`] from `s^2` (`pv = Sxx Syy`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn abrelu_map<T: Num>(
+    cc: f64,
+    f: f64,
+    ab: f64,
+    sx: T,
+    isy: f64,
+    pv: f64,
+    s2: T,
+    sxy: T,
+    th: T,
+    depth1: bool,
+) -> (T, T, f64) {
     let s = s2.sqrt_safe();
     let sxv = sx.val();
     let isx = if sxv > 0.0 { 1.0 / sxv } else { 0.0 };
@@ -220,7 +264,7 @@ pub fn abrelu_pair<T: Num>(
     let sdot = small * slope + base;
     let hd = (s - small * ax).with_val(h);
     let out = sxy * base + hd * f;
-    let (s2v, pv) = (s2.val(), prod.val());
+    let s2v = s2.val();
     let mut margin = if f != 0.0 { s2v - TAU * pv } else { 1.0 };
     if depth1 && f != 0.0 {
         let m = obtuse_margin(f, s.val(), s2v, pv, sxy.val(), out.val(), sdot.val());

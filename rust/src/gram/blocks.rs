@@ -7,12 +7,13 @@
 use std::f64::consts::{FRAC_PI_2, PI};
 
 use crate::arch::{Activation, Arch, Kind};
+use crate::atan::atan2_half_dx;
 use crate::ensure;
 use crate::error::NtkError;
 use crate::num::{Dual, Num};
 use crate::recursion::{
-    abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_margin, erf_pair, input_layer,
-    obtuse_margin, rbf_pair, rbf_pair_dist, ERF_KAPPA, TAU,
+    abrelu_consts, abrelu_pair, abrelu_pair_s2, dense_after, diag_chain, erf_margin, erf_pair,
+    input_layer, obtuse_margin, rbf_pair, rbf_pair_dist, ERF_KAPPA, TAU,
 };
 
 use super::{Points, B, SMALL_D};
@@ -24,6 +25,8 @@ pub(super) struct Side<'a> {
     pub(super) diag: Vec<f64>,
     /// `1 / diag` (0 where diag is 0)
     pub(super) inv_diag: Vec<f64>,
+    /// `1 / sqrt(diag)` (0 where diag is 0), for `1 / sqrt(Sxx Syy)` without leaving float64's range
+    pub(super) inv_sqrt_diag: Vec<f64>,
     pub(super) ddiag: Vec<f64>,
     /// `y` transposed, `(d, n)`, for the direct inner products at small `d`.
     pub(super) transposed: Vec<f64>,
@@ -58,10 +61,15 @@ impl<'a> Side<'a> {
             .iter()
             .map(|&v| if v > 0.0 { 1.0 / v } else { 0.0 })
             .collect();
+        let inv_sqrt_diag = diag
+            .iter()
+            .map(|&v| if v > 0.0 { 1.0 / v.sqrt() } else { 0.0 })
+            .collect();
         Side {
             pts,
             diag,
             inv_diag,
+            inv_sqrt_diag,
             ddiag,
             transposed,
         }
@@ -203,6 +211,145 @@ pub(super) fn dist_block(ctx: &Ctx, i: usize, j0: usize, len: usize, out: &mut [
     }
 }
 
+/// Up to this input dimension, a depth-1 ReLU-family network takes `s^2` at its activation from the
+/// coordinates ([`first_s2_block`]) instead of flagging its nearly antiparallel pairs by
+/// [`obtuse_margin`] (the `d (d - 1) / 2` determinants cost more than the few pairs flagged in higher
+/// dimensions, where random pairs are rarely nearly antiparallel).
+pub(super) const EXACT_S2_MAX_D: usize = 3;
+
+/// Whether the blocks of `ctx` take the first activation's `s^2` from [`first_s2_block`].
+#[inline(always)]
+pub(super) fn exact_s2(ctx: &Ctx) -> bool {
+    let cusp = match ctx.arch.act {
+        Activation::AbRelu { a, b } => a != b,
+        _ => false,
+    };
+    cusp && ctx.arch.depth == 1 && ctx.d <= EXACT_S2_MAX_D
+}
+
+/// `x0 y1 - x1 y0` to about an ulp: `(p1 - p2) + (e1 - e2)` with the products `p` and their exact
+/// rounding errors `e`; 0 exactly where `x0 y1 = x1 y0` exactly, and exactly antisymmetric in `(x, y)`,
+/// so that `k(x, y) = k(y, x)` bit for bit.  `FMA`: the errors by fused multiply-adds (the AVX-512
+/// clone, whose instruction set has them); otherwise by Dekker's product of Veltkamp halves, the same
+/// exact error without an FMA instruction (the AVX2 and generic clones, where `mul_add` would be a call
+/// to libm): the same bits either way, for products and errors within float64's normal range.
+#[inline(always)]
+fn det2<const FMA: bool>(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+    let p1 = x0 * y1;
+    let p2 = x1 * y0;
+    let (e1, e2) = if FMA {
+        (x0.mul_add(y1, -p1), x1.mul_add(y0, -p2))
+    } else {
+        (two_prod_err(x0, y1, p1), two_prod_err(x1, y0, p2))
+    };
+    (p1 - p2) + (e1 - e2)
+}
+
+#[cfg(test)]
+pub(super) fn det2_for_tests<const FMA: bool>(x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+    det2::<FMA>(x0, x1, y0, y1)
+}
+
+/// Veltkamp's split of `a` into two halves of 26 bits: `a = hi + lo` exactly.
+#[inline(always)]
+fn split(a: f64) -> (f64, f64) {
+    let t = 134_217_729.0 * a; // 2^27 + 1
+    let hi = t - (t - a);
+    (hi, a - hi)
+}
+
+/// `a b - p` exactly for `p = fl(a b)` (Dekker), without an FMA instruction.
+#[inline(always)]
+fn two_prod_err(a: f64, b: f64, p: f64) -> f64 {
+    let (ah, al) = split(a);
+    let (bh, bl) = split(b);
+    ((ah * bh - p) + ah * bl + al * bh) + al * bl
+}
+
+/// Whether [`first_s2_block`] may use fused multiply-adds: the tile loops run the AVX-512 clone.
+#[inline(always)]
+pub(super) fn fma_path() -> bool {
+    crate::simd::level() == crate::simd::Level::Avx512
+}
+
+/// `s^2 = Sxx Syy - Sxy^2` at the first activation of the pairs `(x_i, y_{j0..j0+len})`, without
+/// cancellation: `w^4 |x ^ y|^2 / d^2 + w^2 b^2 |x - y|^2 / d`, with `|x ^ y|^2 = sum_{k<l}
+/// (x_k y_l - x_l y_k)^2` from [`det2`] and `x - y` formed componentwise (both a few ulps at any angle,
+/// like the stable path's invariants); `d <= EXACT_S2_MAX_D` (`d = 1`: `|x ^ y| = 0`).  Exactly 0 for
+/// exactly parallel or antiparallel inputs without bias, and for `x = y`.
+///
+/// With `GRAD`, also `half[k][j] = (1/2) d(s^2)/dx_k = w^4/d^2 sum_l (x_k y_l - x_l y_k) y_l +
+/// w^2 b^2 (x_k - y_k) / d`, from the same determinants (no cancellation either: `|x|^2 y - <x, y> x`
+/// formed from the coordinates would cancel for nearly parallel or antiparallel pairs).
+#[inline(always)]
+pub(super) fn first_s2_block<const GRAD: bool, const FMA: bool>(
+    ctx: &Ctx,
+    i: usize,
+    j0: usize,
+    len: usize,
+    out: &mut [f64],
+    half: &mut [[f64; B]],
+) {
+    let (d, m) = (ctx.d, ctx.ys.pts.n);
+    let dd = d as f64;
+    let w2 = ctx.arch.w_std * ctx.arch.w_std;
+    let b2 = ctx.arch.b_std * ctx.arch.b_std;
+    let (cg, ce) = (w2 * w2 / (dd * dd), w2 * b2 / dd);
+    let len = len.min(B);
+    let xi = ctx.xs.pts.row(i);
+    let col = |k: usize| &ctx.ys.transposed[k * m + j0..k * m + j0 + len];
+    let out = &mut out[..len];
+    // one pass per lane; |x - y|^2 summed in index order, only with a bias (a loop-invariant test)
+    let bias = b2 > 0.0;
+    match d {
+        2 => {
+            let (y0, y1) = (col(0), col(1));
+            for j in 0..len {
+                let (u0, u1) = (xi[0] - y0[j], xi[1] - y1[j]);
+                let e = if bias { u0 * u0 + u1 * u1 } else { 0.0 };
+                let t = det2::<FMA>(xi[0], xi[1], y0[j], y1[j]);
+                out[j] = cg * (t * t) + ce * e;
+                if GRAD {
+                    let ct = cg * t;
+                    half[0][j] = ce * u0 + ct * y1[j];
+                    half[1][j] = ce * u1 - ct * y0[j];
+                }
+            }
+        }
+        3 => {
+            let (y0, y1, y2) = (col(0), col(1), col(2));
+            for j in 0..len {
+                let (u0, u1, u2) = (xi[0] - y0[j], xi[1] - y1[j], xi[2] - y2[j]);
+                let e = if bias {
+                    u0 * u0 + u1 * u1 + u2 * u2
+                } else {
+                    0.0
+                };
+                let t01 = det2::<FMA>(xi[0], xi[1], y0[j], y1[j]);
+                let t02 = det2::<FMA>(xi[0], xi[2], y0[j], y2[j]);
+                let t12 = det2::<FMA>(xi[1], xi[2], y1[j], y2[j]);
+                out[j] = cg * ((t01 * t01 + t02 * t02) + t12 * t12) + ce * e;
+                if GRAD {
+                    let (c01, c02, c12) = (cg * t01, cg * t02, cg * t12);
+                    half[0][j] = ce * u0 + (c01 * y1[j] + c02 * y2[j]);
+                    half[1][j] = ce * u1 + (c12 * y2[j] - c01 * y0[j]);
+                    half[2][j] = ce * u2 - (c02 * y0[j] + c12 * y1[j]);
+                }
+            }
+        }
+        _ => {
+            let y0 = col(0);
+            for j in 0..len {
+                let u0 = xi[0] - y0[j];
+                out[j] = ce * (u0 * u0);
+                if GRAD {
+                    half[0][j] = ce * u0;
+                }
+            }
+        }
+    }
+}
+
 /// The recursion over a block of `len <= B` pairs `(x_i, y_{j0..j0+len})`, one layer at a time.
 /// `sx[l]` is row i's diagonal chain; writes `out[j]` (the kernel) and `margin[j]`, negative when the
 /// pair needs the stable recursion (see [`abrelu_pair`]).
@@ -220,6 +367,7 @@ pub(super) fn eval_block<T: Num>(
     let len = r.len();
     let m = ctx.ys.pts.n;
     let dd = ctx.d as f64;
+    let exact = exact_s2(ctx);
     let mut sxy_buf = [T::cst(0.0); B];
     let mut th_buf = [T::cst(0.0); B];
     let sxy = &mut sxy_buf[..len];
@@ -272,7 +420,23 @@ pub(super) fn eval_block<T: Num>(
                         }
                     };
                 }
-                if arch.depth == 1 {
+                if exact {
+                    // depth 1, small d: s^2 from the coordinates, no obtuse margin
+                    let mut s2x = [0.0; B];
+                    if fma_path() {
+                        first_s2_block::<false, true>(ctx, i, j0, len, &mut s2x, &mut []);
+                    } else {
+                        first_s2_block::<false, false>(ctx, i, j0, len, &mut s2x, &mut []);
+                    }
+                    for j in 0..len {
+                        let (o, t, s2) =
+                            abrelu_pair_s2(cc, f, a * b, sxl, ys[j], iys[j], sxy[j], th[j], s2x[j]);
+                        margins[j] = if s2 < margins[j] { s2 } else { margins[j] };
+                        let (u, v) = dense_after(arch, l, o, t);
+                        sxy[j] = u;
+                        th[j] = v;
+                    }
+                } else if arch.depth == 1 {
                     lanes!(true)
                 } else {
                     lanes!(false)
@@ -344,6 +508,18 @@ pub(super) struct Lanes {
     pub(super) p: [f64; B],
     pub(super) r: [f64; B],
     pub(super) q: [f64; B],
+    /// Where [`eval_block_grad`] takes `s^2` from the coordinates ([`exact_s2`]): the gradient's part
+    /// through `s`, `x[k][j] = dk/ds ds/dx_k` (`k < d`), and `p` is 0.
+    pub(super) x: [[f64; B]; EXACT_S2_MAX_D],
+    /// Working space of [`eval_block_grad`] (kept here so that no block zeroes it again).
+    scratch: Scratch,
+}
+
+/// Per-lane `s^2`, `(1/2) d(s^2)/dx` and `1/s` of [`first_s2_block`] in [`eval_block_grad`].
+struct Scratch {
+    s2: [f64; B],
+    half: [[f64; B]; EXACT_S2_MAX_D],
+    is: [f64; B],
 }
 
 impl Lanes {
@@ -353,6 +529,12 @@ impl Lanes {
             p: [0.0; B],
             r: [0.0; B],
             q: [0.0; B],
+            x: [[0.0; B]; EXACT_S2_MAX_D],
+            scratch: Scratch {
+                s2: [0.0; B],
+                half: [[0.0; B]; EXACT_S2_MAX_D],
+                is: [0.0; B],
+            },
         }
     }
 }
@@ -373,10 +555,22 @@ impl Lanes {
 /// - erf (inputs scaled by `b^2`), with `q = 1 + 2(X + Y) + 4 max(s^2, 0)`, `r = sqrt q`:
 ///   `S' = a^2 (2/pi) atan2(2S, r) + c^2`, `dr = dq / 2r`,
 ///   `d atan2 = (2 r dS - 2 S dr) / (q + 4 S^2)`, `Theta' = a^2 b^2 (4/pi) Theta / r`.
+///
+/// Depth 1 at small `d` ([`exact_s2`], `Q = false`): `s^2` comes from the coordinates
+/// ([`first_s2_block`]) and the tangents are along `r` and `s` instead of `p` and `r` (`k` depends on
+/// `x` only through `S` and `s` there: `S' = base S + f h(s, |S|)`, `Sdot = base + slope angle(s, |S|)`).
+/// In the `(p, r)` basis a kernel that vanishes at `theta = pi` (ReLU NNGP, `~eps^3`, gradient `~eps^2`)
+/// has partials `dk/dp 2x/d` and `dk/dr y/d` of size `~eps` that cancel along `x`, so the gradient
+/// lost `~eps_mach / eps` relative (2e-14 at `eps = 0.01`); in `(r, s)` no such cancellation:
+/// with `P = sqrt(XY)` (`P^2 = s^2 + S^2`), `dS'/ds = f s^2 / P^2`, `dS'/dS = base + f dh/dS`
+/// ([`crate::atan::atan2_half_dx`], relatively accurate where it vanishes), `dSdot/ds = slope |S| / P^2`,
+/// `dSdot/dS = f s / P^2`, and the gradient's part through `s` is `dk/ds (1/2) d(s^2)/dx / s`, per pair
+/// in [`Lanes::x`] (the cusp convention: 0 where `s = 0`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn eval_block_grad<const Q: bool>(
     ctx: &Ctx,
+    i: usize,
     sx: &[Dual<2>],
     j0: usize,
     r: &[f64],
@@ -386,7 +580,7 @@ pub(super) fn eval_block_grad<const Q: bool>(
     margins: &mut [f64],
 ) {
     let arch = &ctx.arch;
-    let len = r.len();
+    let len = r.len().min(B);
     let m = ctx.ys.pts.n;
     let dd = ctx.d as f64;
     let w2 = arch.w_std * arch.w_std;
@@ -396,6 +590,13 @@ pub(super) fn eval_block_grad<const Q: bool>(
     let margins = &mut margins[..len];
     let dsr0 = w2 * sig_r;
     let dtr0 = if arch.standard { dd * sig_r } else { dsr0 };
+    // depth 1, small d, one point's gradient: s^2 from the coordinates, tangents along r and s
+    let exact = !Q && exact_s2(ctx);
+    let Scratch {
+        s2: s2x,
+        half,
+        is: isx,
+    } = &mut out.scratch;
     for j in 0..len {
         let (u, v) = input_layer(arch, r[j], dd);
         (s0[j], s1[j], s2v[j]) = (u, 0.0, dsr0);
@@ -413,6 +614,58 @@ pub(super) fn eval_block_grad<const Q: bool>(
             Activation::AbRelu { a, b } => {
                 let (cc, f) = abrelu_consts(a, b);
                 let hx = if x > 0.0 { 0.5 / x } else { 0.0 };
+                let rx = sx[l].v;
+                let rx = if rx > 0.0 { 1.0 / rx.sqrt() } else { 0.0 };
+                let irys = &ctx.ys.inv_sqrt_diag[l * m + j0..l * m + j0 + len];
+                if exact {
+                    // depth 1, small d: s^2 from the coordinates (see eval_block), and tangents along
+                    // r and s (see the function's docs)
+                    if fma_path() {
+                        first_s2_block::<true, true>(ctx, i, j0, len, s2x, half);
+                    } else {
+                        first_s2_block::<true, false>(ctx, i, j0, len, s2x, half);
+                    }
+                    for j in 0..len {
+                        let (s_in, sr, t_in, tr) = (s0[j], s2v[j], t0[j], t2v[j]);
+                        let prod = x * ys[j];
+                        let s2 = s2x[j];
+                        let s = s2.sqrt_safe();
+                        let obtuse = s_in < 0.0;
+                        let ax = s_in.abs();
+                        // 1 / P with P^2 = s^2 + S^2 = Sxx Syy (no division: 1/sqrt(Sxx) and
+                        // 1/sqrt(Syy) are known; P^2 itself may underflow at norms near 1e-100), and
+                        // 1 / s (0 where s = 0: the cusp convention)
+                        let ip = rx * irys[j];
+                        isx[j] = if s2 > 0.0 { 1.0 / s } else { 0.0 };
+                        // the small angle, its defect h = s - angle |S| and dh/d|S| at fixed s
+                        let (small, h, h_a) = atan2_half_dx(s, ax, ip);
+                        let small = if (s2 == 0.0) & (ax == 0.0) {
+                            FRAC_PI_2
+                        } else {
+                            small
+                        };
+                        let (base, slope) = if obtuse { (a * b, f) } else { (cc, -f) };
+                        let sdot = small * slope + base;
+                        let out = base * s_in + f * h;
+                        let margin = s2 - TAU * prod;
+                        margins[j] = if margin < margins[j] {
+                            margin
+                        } else {
+                            margins[j]
+                        };
+                        let dout_ds = base + (if obtuse { -f } else { f }) * h_a;
+                        let (sp, ap) = (s * ip, ax * ip);
+                        let o = [out, f * (sp * sp), dout_ds * sr];
+                        let t = [
+                            t_in * sdot,
+                            t_in * (slope * (ap * ip)),
+                            sdot * tr + t_in * (f * (sp * ip)) * sr,
+                        ];
+                        let ([u0, u1, u2], [v0, v1, v2]) = dense_tangents(arch, bias, w2, o, t);
+                        (s0[j], s1[j], s2v[j], t0[j], t1[j], t2v[j]) = (u0, u1, u2, v0, v1, v2);
+                    }
+                    continue;
+                }
                 // one copy of the loop per value of `depth1` (see eval_block)
                 macro_rules! lanes {
                     ($depth1:literal) => {
@@ -542,8 +795,18 @@ pub(super) fn eval_block_grad<const Q: bool>(
         (&s0, &s1, &s2v, &s3)
     };
     out.v[..len].copy_from_slice(&a0[..len]);
-    out.p[..len].copy_from_slice(&a1[..len]);
     out.r[..len].copy_from_slice(&a2[..len]);
+    if exact {
+        // the s-tangent times ds/dx = (1/2) d(s^2)/dx / s
+        out.p[..len].fill(0.0);
+        for k in 0..ctx.d {
+            for j in 0..len {
+                out.x[k][j] = a1[j] * (half[k][j] * isx[j]);
+            }
+        }
+    } else {
+        out.p[..len].copy_from_slice(&a1[..len]);
+    }
     if Q {
         out.q[..len].copy_from_slice(&a3[..len]);
     }

@@ -21,8 +21,10 @@
 //! TAU` at some layer, nearly coincident or nearly antipodal, or [`crate::recursion::obtuse_margin`] in a depth-1 network;
 //! erf: large norms at a small angle at the first layer, see [`crate::recursion::erf_margin`]), the pair is recomputed by
 //! [`crate::recursion::pair_stable`] from cancellation-free invariants (`|x - y|^2`, `|x + y|^2`, `|x ^ y|^2`), with its
-//! gradient assembled from their exact derivatives.  docs/kernel_accuracy.md has the method and the
-//! measured errors.
+//! gradient assembled from their exact derivatives.  Depth-1 ReLU-family networks at `d <= 3` need no
+//! obtuse margin: their blocks take `s^2` from the coordinates (`blocks::first_s2_block`), and the
+//! plain gradient pass gets the part of each pair's gradient through `s` per pair (`Lanes::x`).
+//! docs/kernel_accuracy.md has the method and the measured errors.
 //!
 //! Determinism.  Every output entry is computed by one task, and every sum runs in a fixed order that
 //! does not depend on the tiling of rows or on the number of threads.
@@ -35,7 +37,7 @@ use crate::error::NtkError;
 use crate::num::{Dual, Num};
 use crate::pool;
 
-use blocks::{eval_block, eval_block_grad, gemm_inner, inner_block, sq_norm, Ctx, Lanes};
+use blocks::{eval_block, eval_block_grad, exact_s2, gemm_inner, inner_block, sq_norm, Ctx, Lanes};
 use stable::{scratch_len, stable_grad_add, stable_value};
 
 pub use crate::recursion::TAU;
@@ -260,6 +262,13 @@ fn grad_rows_impl(
     let mut margins = [0.0; B];
     // hand-written tangents for the ABReLU family and erf; rbf keeps the generic dual numbers
     let by_hand = !matches!(ctx.arch.act, Activation::Rbf { .. });
+    // depth 1, small d: the part of the gradient through s comes per pair (Lanes::x), summed in lanes
+    let exact = by_hand && exact_s2(ctx);
+    let mut xacc = if exact {
+        vec![0.0; ni * d * B]
+    } else {
+        Vec::new()
+    };
     let mut c0 = 0;
     while c0 < m {
         let cl = TJ.min(m - c0);
@@ -289,6 +298,7 @@ fn grad_rows_impl(
                 if by_hand {
                     eval_block_grad::<false>(
                         ctx,
+                        i,
                         &sx,
                         b0,
                         &r[..len],
@@ -314,6 +324,16 @@ fn grad_rows_impl(
                     let kr = if keep { vals[j].d[1] } else { 0.0 };
                     lanes[j] += wb[j] * kp;
                     bslot[j] = wb[j] * kr;
+                }
+                if exact {
+                    for k in 0..d {
+                        let xl = &mut xacc[(a * d + k) * B..(a * d + k + 1) * B];
+                        let src = &lanes4.x[k];
+                        for j in 0..len {
+                            let kx = if margins[j] >= 0.0 { src[j] } else { 0.0 };
+                            xl[j] += wb[j] * kx;
+                        }
+                    }
                 }
                 if want_val {
                     let vl = &mut vacc[a * B..(a + 1) * B];
@@ -370,6 +390,15 @@ fn grad_rows_impl(
         let cy = 1.0 / (dd * sig_r);
         for c in 0..d {
             g[a * d + c] = coef * xi[c] + gy[a * d + c] * cy;
+        }
+        if exact {
+            for c in 0..d {
+                let mut t = 0.0;
+                for &v in &xacc[(a * d + c) * B..(a * d + c + 1) * B] {
+                    t += v;
+                }
+                g[a * d + c] += t;
+            }
         }
     }
     if let Some(out) = val.as_deref_mut() {

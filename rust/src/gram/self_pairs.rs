@@ -121,6 +121,7 @@ fn self_tile_impl(
         inner_block(ctx, i, j0 + off, len, None, &mut r);
         super::eval_block_grad::<true>(
             ctx,
+            i,
             &sx,
             j0 + off,
             &r[..len],

@@ -193,3 +193,103 @@ fn duplicates_follow_the_cusp_convention() {
         );
     }
 }
+
+/// Depth-1 ReLU-like networks at `d <= EXACT_S2_MAX_D` take `s^2` from the coordinates in the blocks
+/// (no obtuse margin): nearly antiparallel pairs at `eps = pi - theta` from 1e-3 to 0.3 (where the
+/// kernel vanishes like `eps^3` or `eps`) agree with the stable path, values and gradients, and
+/// `k(x, y) = k(y, x)` bit for bit.
+#[test]
+fn depth1_small_d_blocks_match_the_stable_path() {
+    let mut seed = 21;
+    for d in 1..=blocks::EXACT_S2_MAX_D {
+        for (a, bias) in [(0.0, 0.0), (0.0, 0.7), (0.01, 0.0), (0.01, 0.7)] {
+            let act = Activation::AbRelu { a, b: 1.0 };
+            for standard in [false, true] {
+                let arch = Arch::new(1, act, 1.1, bias, standard, 16.0).unwrap();
+                let n = 24;
+                let (mut xs, mut ys) = (vec![], vec![]);
+                for k in 0..n {
+                    let eps = 1e-3 * 300f64.powf(k as f64 / (n - 1) as f64);
+                    let x: Vec<f64> = (0..d).map(|_| lcg(&mut seed) * 2.0).collect();
+                    let nx = sq_norm(&x).sqrt();
+                    // u: a unit vector orthogonal to x (none in d = 1)
+                    let mut u: Vec<f64> = (0..d).map(|_| lcg(&mut seed)).collect();
+                    let t = dot(&u, &x) / (nx * nx);
+                    u.iter_mut().zip(&x).for_each(|(v, xk)| *v -= t * xk);
+                    let nu = sq_norm(&u).sqrt();
+                    let c = 1.0 + lcg(&mut seed).abs();
+                    let (ce, se) = if d == 1 {
+                        (1.0, 0.0)
+                    } else {
+                        (eps.cos(), eps.sin())
+                    };
+                    for k in 0..d {
+                        let uk = if d == 1 { 0.0 } else { u[k] / nu };
+                        ys.push(-c * (ce * x[k] - se * nx * uk));
+                    }
+                    xs.extend(x);
+                }
+                let x = Points::new(&xs, n, d).unwrap();
+                let y = Points::new(&ys, n, d).unwrap();
+                let mut scratch = vec![0.0; scratch_len(d)];
+                for kind in [Kind::Ntk, Kind::Nngp] {
+                    let kxy = gram(&arch, kind, x, Some(y)).unwrap();
+                    let kyx = gram(&arch, kind, y, Some(x)).unwrap();
+                    for i in 0..n {
+                        let (xi, yi) = (x.row(i), y.row(i));
+                        // symmetric bit for bit where the blocks keep the pair (the stable path's
+                        // invariants are not: eps < 0.01 is flagged by TAU)
+                        if d > 1 && i > n / 2 {
+                            assert_eq!(kxy[i * n + i], kyx[i * n + i], "{arch:?} d={d}");
+                        }
+                        let s = stable_value(&arch, kind, xi, yi, &mut scratch);
+                        let nat = (stable_value(&arch, kind, xi, xi, &mut scratch)
+                            * stable_value(&arch, kind, yi, yi, &mut scratch))
+                        .abs()
+                        .sqrt();
+                        let got = kxy[i * n + i];
+                        assert!(
+                            (got - s).abs() <= 3e-14 * s.abs() + 1e-16 * nat,
+                            "{arch:?} {kind:?} d={d} pair {i}: {got} vs {s}"
+                        );
+                        let mut w = vec![0.0; n];
+                        w[i] = 1.0;
+                        let xr = Points::new(&xs[i * d..(i + 1) * d], 1, d).unwrap();
+                        let g = kernel_grad(&arch, kind, xr, y, &w).unwrap();
+                        let mut gs = vec![0.0; d];
+                        stable_grad_add(&arch, kind, xi, yi, 1.0, &mut gs, &mut scratch);
+                        let err = g.iter().zip(&gs).map(|(p, q)| (p - q).powi(2)).sum::<f64>();
+                        let size = sq_norm(&gs).sqrt() + 1e-16 * nat / sq_norm(xi).sqrt();
+                        assert!(
+                            err.sqrt() <= 1e-13 * size,
+                            "{arch:?} {kind:?} d={d} pair {i}: {g:?} vs {gs:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The two forms of the determinant give the same bits (the exact product errors by FMA, or by
+/// Dekker's product without one), nearly collinear inputs included.
+#[test]
+fn det2_without_fma_gives_the_same_bits() {
+    let mut seed = 5;
+    for k in 0..20_000 {
+        let scale = 2f64.powi((k % 60) - 30);
+        let (x0, x1) = (lcg(&mut seed) * scale, lcg(&mut seed) * scale);
+        let c = lcg(&mut seed) * 3.0;
+        let delta = 10f64.powi(-(k % 17));
+        let (y0, y1) = (
+            c * x0 + delta * lcg(&mut seed),
+            c * x1 + delta * lcg(&mut seed),
+        );
+        let (a, b) = (
+            blocks::det2_for_tests::<true>(x0, x1, y0, y1),
+            blocks::det2_for_tests::<false>(x0, x1, y0, y1),
+        );
+        assert_eq!(a.to_bits(), b.to_bits(), "{x0} {x1} {y0} {y1}");
+        assert_eq!(a, -blocks::det2_for_tests::<true>(y0, y1, x0, x1));
+    }
+}

@@ -5,6 +5,8 @@ inconsistent ones.  ``spec`` is the dict made by :meth:`ntkgan.Mlp.rust_spec`.  
 GIL on the core's rayon pool; a Rust panic surfaces as RuntimeError.
 """
 
+from typing import Generic, TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
@@ -67,7 +69,39 @@ def gemm_rate(m: int, k: int, n: int, dtype: str, seconds: float) -> float:
         A zero size, a negative or non-finite ``seconds``, a ``dtype`` other than ``"float32"``/``"float64"``.
     """
 
-class FiniteNet64:
+_F = TypeVar("_F", np.float32, np.float64)
+
+class _FiniteNet(Generic[_F]):
+    """The methods of :class:`FiniteNet64` and :class:`FiniteNet32` (typing only: no such class at run time)."""
+
+    def __init__(
+        self, activation: str, act_params: list[float], dims: list[int], scales: list[tuple[float, float]],
+        signs: list[float],
+    ) -> None: ...
+    @property
+    def n_params(self) -> int:
+        """Scalars in one half's buffer."""
+    def forward(self, params: list[npt.NDArray[_F]], x: npt.NDArray[_F]) -> npt.NDArray[_F]:
+        """``f(x)``, shape (n,); keeps the activations for :meth:`backward_update`."""
+    def backward_update(
+        self, params: list[npt.NDArray[_F]], x: npt.NDArray[_F], ct: npt.NDArray[_F],
+        lr: float, penalty: float,
+    ) -> None:
+        """One gradient step (in place) from the cotangent ``ct`` (n,) at the points of the last :meth:`forward`,
+        with the gradient penalty ``penalty * mean |grad_x f|^2`` when ``penalty > 0``."""
+    def train(
+        self, params: list[npt.NDArray[_F]], x: npt.NDArray[_F], n_fake: int, loss: str,
+        steps: int, lr: float, penalty: float,
+    ) -> None:
+        """``steps`` gradient steps (in place) on the built-in ``loss`` (``ipm``, ``lsgan``, ``vanilla``,
+        ``hinge``) of the first ``n_fake`` rows of ``x`` (fake) against the rest (real); FloatingPointError when a
+        cotangent is not finite."""
+    def value_and_grad(
+        self, params: list[npt.NDArray[_F]], x: npt.NDArray[_F], want_grad: bool
+    ) -> tuple[npt.NDArray[_F], npt.NDArray[_F]]:
+        """``(f(x), grad_x f(x))``, shapes (n,) and (n, d) ((n, 0) when ``want_grad`` is false)."""
+
+class FiniteNet64(_FiniteNet[np.float64]):
     """The passes of a finite discriminator ``f = sum_h s_h f_h`` in float64 (one or two plain halves).
 
     ``FiniteNet64(activation, act_params, dims, scales, signs)``: the activation as ``Activation.finite_spec``
@@ -77,56 +111,6 @@ class FiniteNet64:
     ``ntkgan.discriminator._finite_engine.RustEngine``.
     """
 
-    def __init__(
-        self, activation: str, act_params: list[float], dims: list[int], scales: list[tuple[float, float]],
-        signs: list[float],
-    ) -> None: ...
-    @property
-    def n_params(self) -> int:
-        """Scalars in one half's buffer."""
-    def forward(self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """``f(x)``, shape (n,); keeps the activations for :meth:`backward_update`."""
-    def backward_update(
-        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], ct: npt.NDArray[np.float64],
-        lr: float, penalty: float,
-    ) -> None:
-        """One gradient step (in place) from the cotangent ``ct`` (n,) at the points of the last :meth:`forward`,
-        with the gradient penalty ``penalty * mean |grad_x f|^2`` when ``penalty > 0``."""
-    def train(
-        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], n_fake: int, loss: str,
-        steps: int, lr: float, penalty: float,
-    ) -> None:
-        """``steps`` gradient steps (in place) on the built-in ``loss`` (``ipm``, ``lsgan``, ``vanilla``,
-        ``hinge``) of the first ``n_fake`` rows of ``x`` (fake) against the rest (real); FloatingPointError when a
-        cotangent is not finite."""
-    def value_and_grad(
-        self, params: list[npt.NDArray[np.float64]], x: npt.NDArray[np.float64], want_grad: bool
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """``(f(x), grad_x f(x))``, shapes (n,) and (n, d) ((n, 0) when ``want_grad`` is false)."""
-
-class FiniteNet32:
+class FiniteNet32(_FiniteNet[np.float32]):
     """:class:`FiniteNet64` in float32 (parameters, inputs, cotangents and outputs are float32 arrays)."""
 
-    def __init__(
-        self, activation: str, act_params: list[float], dims: list[int], scales: list[tuple[float, float]],
-        signs: list[float],
-    ) -> None: ...
-    @property
-    def n_params(self) -> int:
-        """Scalars in one half's buffer."""
-    def forward(self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``f(x)``, shape (n,); keeps the activations for :meth:`backward_update`."""
-    def backward_update(
-        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], ct: npt.NDArray[np.float32],
-        lr: float, penalty: float,
-    ) -> None:
-        """One gradient step (in place); see :meth:`FiniteNet64.backward_update`."""
-    def train(
-        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], n_fake: int, loss: str,
-        steps: int, lr: float, penalty: float,
-    ) -> None:
-        """``steps`` gradient steps (in place); see :meth:`FiniteNet64.train`."""
-    def value_and_grad(
-        self, params: list[npt.NDArray[np.float32]], x: npt.NDArray[np.float32], want_grad: bool
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """``(f(x), grad_x f(x))``, shapes (n,) and (n, d)."""

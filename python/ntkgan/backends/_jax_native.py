@@ -73,10 +73,8 @@ Sxy^2`` is rounding noise there, positive about half the time, so, as in
 3. ``kernel(x)`` (and ``kernel(x, x)`` with the same array) mirrors its upper triangle on the host,
    so it is exactly symmetric.
 
-Away from coincident inputs the numbers are neural-tangents' closed forms (tests compare to 1e-12).  Like
-neural-tangents (and its oracle backend), ``s`` is computed as a difference, so for pairs at a small angle
-``theta`` (``0 < |x - y| << |x|``, or near the ray without bias) it keeps only about
-``1e-16 / sin^2 theta`` relative accuracy; the Rust backend is accurate there.
+Elsewhere these are neural-tangents' closed forms (tests: 1e-12), with ``s`` a difference, accurate to
+``~1e-16 / sin^2 theta`` at small angles ``theta`` (the Rust backend is accurate there).
 
 Memory and compilation
 ----------------------
@@ -86,10 +84,9 @@ of ``x``, and column chunks of ``y`` when ``m`` alone exceeds it (RBF and sin ti
 ``1 + d // 8``, for their ``(rows, cols, d)`` differences), so memory stays bounded whatever ``n`` and
 ``m``; gradients and mat-vecs are summed over the column chunks on the host.  The last row and column
 chunks are padded (zero rows, zero weights) to the tile shape, so a call compiles once per tile shape.
-Each ``(arch, kind)`` gets its own jit-compiled functions, cached (``Mlp`` is a frozen, hashable
-dataclass).  A tile takes two compiled calls, the elementwise recursion (values and per-pair
-derivatives) and the contractions over ``j``, so that XLA cannot fuse the recursion into the reductions
-(on the CPU such fusions run unvectorised, 7-10x slower).
+Each ``(arch, kind)`` has its jit-compiled functions, cached.  A tile takes two compiled calls (the
+elementwise recursion, then the contractions over ``j``), so that XLA cannot fuse the recursion into the
+reductions (on the CPU such fusions run unvectorised, 7-10x slower).
 
 References
 ----------
@@ -465,14 +462,12 @@ def tile_parts(arch: Mlp, kind: str, x, y, same, w):
     return (k, *out)
 
 
-def _products(a, b):
-    """``a @ b`` at full precision."""
-    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
-
-
-def _row_sums(a, b):
-    """``a @ b`` as ``b.shape[1]`` row sums (``(r, c) x (c, d)``, small ``d``): the same sums, another order
-    of additions."""
+def _products(a, b, by_sums: bool):
+    """``a @ b`` at full precision, or (``by_sums``, small ``d``) as row sums: another order of additions."""
+    if not by_sums:
+        return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+    if b.ndim == 1:
+        return jnp.sum(a * b[None, :], axis=1)
     return jnp.stack([jnp.sum(a * b[None, :, i], axis=1) for i in range(b.shape[1])], axis=1)
 
 
@@ -488,11 +483,10 @@ def tile_contract(arch: Mlp, kind: str, x, y, w, k, *derivs, by_sums: bool = Fal
     if needs_q:
         g = g + (2.0 / d) * x * jnp.sum(derivs.pop(0), axis=1)[:, None]
     if needs_s:
-        g = g + (_row_sums if by_sums else _products)(derivs.pop(0), y) / d
+        g = g + _products(derivs.pop(0), y, by_sums) / d
     if needs_dist:  # summed pair by pair: the terms vanish exactly at duplicates
         g = g + (2.0 / d) * _weighted_differences(derivs.pop(0), x, y)
-    values = jnp.sum(k * w[None, :], axis=1) if by_sums else _products(k, w)
-    return values, g
+    return _products(k, w, by_sums), g
 
 
 # --------------------------------------------------------------------------------------------------

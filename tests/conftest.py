@@ -49,6 +49,22 @@ requires_nt = pytest.mark.skipif(
 )
 
 
+def linear_flow(n: int, t: float, seed: int = 0):
+    """A test linear system ``y' = -M y + c`` (``M = G G^T / n``, SPD) and its solution at ``t`` from
+    ``y(0) = 0`` by the matrix exponential of the augmented matrix ``[[-t M, t c], [0, 0]]``:
+    ``(M, c, y(t))``, the reference of the Krylov and ODE solvers' tests."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(n, n))
+    M = G @ G.T / n
+    c = rng.normal(size=n)
+    aug = np.zeros((n + 1, n + 1))
+    aug[:n, :n] = -t * M
+    aug[:n, n] = t * c
+    return M, c, scipy.linalg.expm(aug)[:n, n]
+
+
 def assert_close(actual, expected, *, rtol=1e-10, atol=0.0, err_msg=""):
     """Assert all values are finite, then ``|a - e| <= atol + rtol * |e|`` elementwise."""
     actual = np.asarray(actual, dtype=np.float64)

@@ -15,7 +15,7 @@ import ntkgan
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import assert_close
+from conftest import assert_close, linear_flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ntkgan.discriminator import (
@@ -266,20 +266,9 @@ def test_lsgan_matrix_free_equals_dense_larger():
 
 
 def test_lsgan_krylov_reference_expm_multiply():
-    """psi(A) b from Lanczos equals scipy's expm_multiply on the augmented matrix [[-tA, t b], [0, 0]]."""
-    from scipy.sparse.linalg import expm_multiply
-
-    rng = np.random.default_rng(0)
-    G = rng.normal(size=(30, 30))
-    A = G @ G.T / 30
-    b = rng.normal(size=30)
+    """psi(A) b from Lanczos equals the matrix exponential of the augmented matrix [[-tA, t b], [0, 0]]."""
     t = 3.0
-    aug = np.zeros((31, 31))
-    aug[:30, :30] = -t * A
-    aug[:30, 30] = t * b
-    e = np.zeros(31)
-    e[30] = 1.0
-    expected = expm_multiply(aug, e)[:30]
+    A, b, expected = linear_flow(30, t)
     y, _ = _spectral.lanczos_apply(lambda v: A @ v, b, lambda lam: _spectral.psi_flow(lam, t))
     assert_close(y, expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(RuntimeError, match="maxiter"):

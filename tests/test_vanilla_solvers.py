@@ -15,7 +15,7 @@ import ntkgan
 import numpy as np
 import pytest
 import scipy.special
-from conftest import assert_close
+from conftest import assert_close, linear_flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ntkgan.discriminator import (
@@ -298,17 +298,8 @@ def test_custom_loss_dop853_on_the_paper_problem(paper_problem):
 
 def test_dop853_on_a_linear_system_against_expm():
     """The integrator alone: y' = -M y + c against the matrix exponential (scipy.linalg.expm)."""
-    import scipy.linalg
-
-    rng = np.random.default_rng(0)
-    G = rng.normal(size=(12, 12))
-    M = G @ G.T / 12
-    c = rng.normal(size=12)
     t = 3.0
-    aug = np.zeros((13, 13))
-    aug[:12, :12] = -M * t
-    aug[:12, 12] = c * t
-    expected = scipy.linalg.expm(aug)[:12, 12]  # y(t) from y(0) = 0
+    M, c, expected = linear_flow(12, t)
     y, info = _ode_solvers._dop853(lambda v: -M @ v + c, np.zeros(12), t, 1e-11, 1e-13)
     assert_close(y, expected, rtol=1e-9, atol=1e-11)
     assert info["nfev"] == 2 + 12 * (info["steps"] + info["rejected"])

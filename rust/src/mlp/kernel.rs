@@ -89,6 +89,43 @@ scalar_fallback!(scalar_f32, f32);
 
 // -- AVX-512 -------------------------------------------------------------------------------------------
 
+/// The sweep both vector clones share for one panel of columns `j0..j0 + w`: the inner dimension in blocks
+/// of `KC` (each block's rows of `B` stay in L1 across the row tiles; the partial sums wait in `scratch`,
+/// exact: the same FMA chain resumes from them), and in each block the row tiles of at most `$mr` rows,
+/// `$tile::<R>` for the `R` rows left (`$rows` lists `R > 1`).
+macro_rules! row_tiles {
+    ($tile:ident, $mr:expr, [$($rows:literal),*],
+     ($m:ident, $k:ident, $nr:ident, $j0:ident, $alpha:ident, $acc_c:ident, $o:ident, $m0:ident, $m1:ident,
+      $scratch:ident)) => {
+        let mut q0 = 0;
+        while q0 < $k {
+            let kb = ($k - q0).min(KC);
+            let mut i0 = 0;
+            while i0 < $m {
+                let rows = ($m - i0).min($mr);
+                let t = Operands {
+                    a: $o.a.add(i0 * $o.rsa + q0 * $o.csa),
+                    b: $o.b.add(q0 * $o.ldb + $j0),
+                    c: $o.c.add(i0 * $o.ldc + $j0),
+                    ..$o
+                };
+                let part = Partial {
+                    s: $scratch.as_mut_ptr().add(i0 * $nr),
+                    lds: $nr,
+                    resume: q0 > 0,
+                    keep: q0 + kb < $k,
+                };
+                match rows {
+                    $($rows => $tile::<$rows>(kb, $alpha, $acc_c, t, $m0, $m1, part),)*
+                    _ => $tile::<1>(kb, $alpha, $acc_c, t, $m0, $m1, part),
+                }
+                i0 += rows;
+            }
+            q0 += kb;
+        }
+    };
+}
+
 macro_rules! avx512_kernel {
     ($tile:ident, $gemm:ident, $t:ty, $lanes:expr, $mask:ty, $set1:ident, $zero:ident, $fmadd:ident,
      $mul:ident, $maskz_load:ident, $mask_store:ident) => {
@@ -170,40 +207,12 @@ macro_rules! avx512_kernel {
                 } else {
                     full >> (nr - w)
                 };
-                // k in blocks of KC: each block's rows of B stay in L1 across the row tiles; the partial
-                // sums wait in `scratch` (exact: the same FMA chain resumes from them)
-                let mut q0 = 0;
-                while q0 < k {
-                    let kb = (k - q0).min(KC);
-                    let mut i0 = 0;
-                    while i0 < m {
-                        let rows = (m - i0).min(MR);
-                        let t = Operands {
-                            a: o.a.add(i0 * o.rsa + q0 * o.csa),
-                            b: o.b.add(q0 * o.ldb + j0),
-                            c: o.c.add(i0 * o.ldc + j0),
-                            ..o
-                        };
-                        let part = Partial {
-                            s: scratch.as_mut_ptr().add(i0 * nr),
-                            lds: nr,
-                            resume: q0 > 0,
-                            keep: q0 + kb < k,
-                        };
-                        match rows {
-                            8 => $tile::<8>(kb, alpha, acc_c, t, m0, m1, part),
-                            7 => $tile::<7>(kb, alpha, acc_c, t, m0, m1, part),
-                            6 => $tile::<6>(kb, alpha, acc_c, t, m0, m1, part),
-                            5 => $tile::<5>(kb, alpha, acc_c, t, m0, m1, part),
-                            4 => $tile::<4>(kb, alpha, acc_c, t, m0, m1, part),
-                            3 => $tile::<3>(kb, alpha, acc_c, t, m0, m1, part),
-                            2 => $tile::<2>(kb, alpha, acc_c, t, m0, m1, part),
-                            _ => $tile::<1>(kb, alpha, acc_c, t, m0, m1, part),
-                        }
-                        i0 += rows;
-                    }
-                    q0 += kb;
-                }
+                row_tiles!(
+                    $tile,
+                    MR,
+                    [8, 7, 6, 5, 4, 3, 2],
+                    (m, k, nr, j0, alpha, acc_c, o, m0, m1, scratch)
+                );
                 j0 += w;
             }
         }
@@ -323,36 +332,12 @@ macro_rules! avx2_kernel {
                 let w = (n - j0).min(nr);
                 let m0 = $ivec(w);
                 let m1 = $ivec(w.saturating_sub($lanes));
-                let mut q0 = 0;
-                while q0 < k {
-                    let kb = (k - q0).min(KC);
-                    let mut i0 = 0;
-                    while i0 < m {
-                        let rows = (m - i0).min(MR);
-                        let t = Operands {
-                            a: o.a.add(i0 * o.rsa + q0 * o.csa),
-                            b: o.b.add(q0 * o.ldb + j0),
-                            c: o.c.add(i0 * o.ldc + j0),
-                            ..o
-                        };
-                        let part = Partial {
-                            s: scratch.as_mut_ptr().add(i0 * nr),
-                            lds: nr,
-                            resume: q0 > 0,
-                            keep: q0 + kb < k,
-                        };
-                        match rows {
-                            6 => $tile::<6>(kb, alpha, acc_c, t, m0, m1, part),
-                            5 => $tile::<5>(kb, alpha, acc_c, t, m0, m1, part),
-                            4 => $tile::<4>(kb, alpha, acc_c, t, m0, m1, part),
-                            3 => $tile::<3>(kb, alpha, acc_c, t, m0, m1, part),
-                            2 => $tile::<2>(kb, alpha, acc_c, t, m0, m1, part),
-                            _ => $tile::<1>(kb, alpha, acc_c, t, m0, m1, part),
-                        }
-                        i0 += rows;
-                    }
-                    q0 += kb;
-                }
+                row_tiles!(
+                    $tile,
+                    MR,
+                    [6, 5, 4, 3, 2],
+                    (m, k, nr, j0, alpha, acc_c, o, m0, m1, scratch)
+                );
                 j0 += w;
             }
         }

@@ -64,13 +64,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 
 import numpy as np
 from scipy.linalg import blas
 
 from ntkgan import finite as _F
-from ntkgan._validation import check_array, check_int
+from ntkgan._validation import check_array, check_int, check_real
 from ntkgan.arch import Mlp
 from ntkgan.discriminator._base import Discriminator
 from ntkgan.discriminator._finite_engine import RustEngine, pick_engine
@@ -92,9 +91,7 @@ DTYPES = ("float64", "float32")
 
 
 def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite real number > 0, got {lr!r}")
-    return float(lr)
+    return check_real(lr, "lr", positive=True)
 
 
 def _check_steps(n_steps) -> int:
@@ -102,10 +99,7 @@ def _check_steps(n_steps) -> int:
 
 
 def _check_grad_penalty(grad_penalty) -> float:
-    v = grad_penalty
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"grad_penalty must be a finite real number >= 0, got {v!r}")
-    return float(v)
+    return check_real(grad_penalty, "grad_penalty", nonneg=True)
 
 
 def _check_f0(f0) -> str:
@@ -561,8 +555,7 @@ def train_finite(fake, real, *, loss, arch: Mlp, t: float, width: int, lr: float
     """
     if not isinstance(arch, Mlp):
         raise ValueError(f"arch must be an ntkgan.Mlp, got {type(arch).__name__}")
-    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0:
-        raise ValueError(f"t must be a finite real number >= 0, got {t!r}")
+    t = check_real(t, "t", nonneg=True)
     width = check_int(width, "width")
     lr = _check_lr(lr)
     grad_penalty = _check_grad_penalty(grad_penalty)

@@ -57,7 +57,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ntkgan._validation import check_array, check_int
+from ntkgan._validation import check_array, check_int, check_real
 from ntkgan.arch import Mlp
 from ntkgan.finite._checks import (
     _INV_SQRT2,
@@ -575,8 +575,7 @@ def tree_map(fn: Callable, params: Params, *rest: Params) -> Params:
 
 def sgd_update(params: Params, grads: Params, lr: float) -> Params:
     """One gradient-descent step ``params - lr * grads`` (new arrays, same structure)."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr):
-        raise ValueError(f"lr must be a finite real number, got {lr!r}")
+    lr = check_real(lr, "lr")
     if isinstance(params, AntisymmetricParams) != isinstance(grads, AntisymmetricParams):
         raise ValueError("params and grads must both be antisymmetric or both plain")
     return tree_map(lambda p, g: p - lr * g, params, grads)

@@ -499,3 +499,17 @@ def test_erf_deeper_layers_bound():
                 k_ref, _ = kernel_and_grad_mp(x, y, arch, kind)
                 k = ntkgan.kernel(x[None], y[None], arch=arch, kind=kind, backend="rust")[0, 0]
                 assert rel_err(k, k_ref) <= bound, (b_std, kind, rel_err(k, k_ref), bound)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize(("kind", "slope"), [("nngp", 0.25), ("ntk", 0.5)])
+def test_depth1_gradient_at_a_zero_row_follows_the_convention(d, kind, slope):
+    """x = 0 in a bias-free depth-1 ReLU network (the depth-1 blocks at d <= 3): s = S = 0, where the
+    convention takes the angle as pi/2 with a zero derivative (neural-tangents' fill value), so
+    dk/dS = (pi - pi/2) / (2 pi) = 1/4 for the NNGP and 1/4 + Sdot = 1/2 for the NTK, and
+    grad_x k(0, y) = slope * y / d.  Found by the derandomized backend-agreement tests."""
+    arch = ntkgan.Mlp(depth=1, activation="relu", w_std=1.0, b_std=0.0)
+    y = np.random.default_rng(d).normal(size=(3, d))
+    w = np.array([0.5, -1.0, 2.0])
+    g = ntkgan.kernel_grad(np.zeros((1, d)), y, w, arch=arch, kind=kind)
+    np.testing.assert_allclose(g[0], slope * (w @ y) / d, rtol=1e-15, atol=1e-17)

@@ -639,11 +639,11 @@ pub(super) fn eval_block_grad<const Q: bool>(
                         isx[j] = if s2 > 0.0 { 1.0 / s } else { 0.0 };
                         // the small angle, its defect h = s - angle |S| and dh/d|S| at fixed s
                         let (small, h, h_a) = atan2_half_dx(s, ax, ip);
-                        let small = if (s2 == 0.0) & (ax == 0.0) {
-                            FRAC_PI_2
-                        } else {
-                            small
-                        };
+                        // s = S = 0 (a zero row): the angle is pi/2 with a zero derivative, the
+                        // convention of the other paths and of neural-tangents, so dh/d|S| = -pi/2
+                        let both_zero = (s2 == 0.0) & (ax == 0.0);
+                        let small = if both_zero { FRAC_PI_2 } else { small };
+                        let h_a = if both_zero { -FRAC_PI_2 } else { h_a };
                         let (base, slope) = if obtuse { (a * b, f) } else { (cc, -f) };
                         let sdot = small * slope + base;
                         let out = base * s_in + f * h;

@@ -41,12 +41,14 @@ def _forward(arch: Mlp, params: list, x: np.ndarray) -> tuple[np.ndarray, list, 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray,
-            dhs: list | None = None) -> tuple[list, np.ndarray]:
-    """Backprop: ``deltas[l] = d<ct, f>/dz_l`` (rows per sample) and the input gradient.
+def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray, dhs: list | None = None,
+            sources: list | None = None) -> tuple[list, np.ndarray]:
+    r"""Backprop: ``deltas[l] = d<ct, f>/dz_l`` (rows per sample) and the input gradient.
 
-    With a list ``dhs`` (of length ``len(params)``), also stores ``dhs[l] = c_l delta_l W_l^T`` for
-    ``l >= 1``, the gradients with respect to the hidden activations.
+    :math:`D_L = ct`, :math:`D_{l-1} = c_l (D_l W_l^\top) \odot \phi'(z_{l-1}) + s_{l-1}`, where the
+    sources :math:`s_l` are ``sources[l]`` (None, or a None entry: no source; the second-order pass of
+    :mod:`ntkgan.finite._penalty` adds them).  With a list ``dhs`` (of length ``len(params)``), also stores
+    ``dhs[l] = c_l delta_l W_l^T`` for ``l >= 1``, the gradients with respect to the hidden activations.
     """
     dphi = arch.activation.numpy_deriv
     scales = _scales(arch, params)
@@ -62,6 +64,8 @@ def _deltas(arch: Mlp, params: list, zs: list, ct: np.ndarray,
             if dhs is not None:
                 dhs[layer] = dh
             delta = dh * dphi(zs[layer - 1])
+            if sources is not None and sources[layer - 1] is not None:
+                delta = delta + sources[layer - 1]
     return deltas, dh
 
 

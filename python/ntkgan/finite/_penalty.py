@@ -70,25 +70,6 @@ def _input_backward_adjoint(arch: Mlp, params: list, zs: list, dhs: list, gbar: 
     return us, sources
 
 
-def _deltas_with_sources(arch: Mlp, params: list, zs: list, ct: np.ndarray, sources: list) -> list:
-    r"""Backprop :math:`D_L = ct`, :math:`D_{l-1} = c_l (D_l W_l^\top) \odot \phi'(z_{l-1}) + s_{l-1}`."""
-    dphi = arch.activation.numpy_deriv
-    scales = _scales(arch, params)
-    out = [None] * len(params)
-    delta = ct
-    for layer in range(len(params) - 1, -1, -1):
-        out[layer] = delta
-        if layer > 0:
-            c = scales[layer][0]
-            dh = delta @ params[layer][0].T
-            if c != 1.0:
-                dh *= c
-            delta = dh * dphi(zs[layer - 1])
-            if sources[layer - 1] is not None:
-                delta = delta + sources[layer - 1]
-    return out
-
-
 def _second_order_factors(arch: Mlp, halves: list, signs, caches: list, gbar_fn: Callable,
                           ct: np.ndarray | None):
     r"""Low-rank factors of :math:`\nabla_\theta [\langle ct, f\rangle + \langle \bar g, \nabla_x f\rangle]`.
@@ -112,7 +93,7 @@ def _second_order_factors(arch: Mlp, halves: list, signs, caches: list, gbar_fn:
     for p, s, (_, hs, zs), (deltas, dhs, _) in zip(halves, signs, caches, backs):
         us, sources = _input_backward_adjoint(arch, p, zs, dhs, gbar)
         top = np.zeros((n, p[-1][0].shape[1])) if ct is None else (s * ct)[:, None]
-        D = _deltas_with_sources(arch, p, zs, top, sources)
+        D = _deltas(arch, p, zs, top, sources=sources)[0]
         out.append((hs, D, us, deltas))
     return g, out
 

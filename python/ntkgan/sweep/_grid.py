@@ -61,7 +61,21 @@ def _seeds(value) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Setting:
+class _Cell:
+    """A cell of the grid: the preset names ``loss, arch, data``."""
+
+    loss: str
+    arch: str
+    data: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(loss, arch, data)``: the row of the results table this cell belongs to."""
+        return (self.loss, self.arch, self.data)
+
+
+@dataclass(frozen=True)
+class Setting(_Cell):
     """One run of a sweep: a valid configuration and where its run directory goes.
 
     Attributes
@@ -73,16 +87,8 @@ class Setting:
         ``make_config(loss, arch, data, seed=seed, steps=..., **overrides)``.
     """
 
-    loss: str
-    arch: str
-    data: str
     seed: int
     config: object
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """``(loss, arch, data)``: the row of the results table this run belongs to."""
-        return (self.loss, self.arch, self.data)
 
     @property
     def name(self) -> str:
@@ -97,17 +103,10 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class Skipped:
+class Skipped(_Cell):
     """A (loss, arch, data) combination that :func:`~ntkgan.presets.make_config` rejects, with the reason."""
 
-    loss: str
-    arch: str
-    data: str
     reason: str
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.loss, self.arch, self.data)
 
     def message(self) -> str:
         return f"skipping {self.loss} × {self.arch} × {self.data}: {self.reason}"

@@ -31,8 +31,6 @@ machine is shared: the load average is recorded beside the timings.
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import sys
 import time
@@ -43,7 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _loadavg, machine_info, ntkgan, step_times  # ntkgan: installed, or the source tree
+# ntkgan: installed, or the source tree
+from bench_kernels import _loadavg, arg_parser, machine_info, ntkgan, step_times, write_report
 from ntkgan.discriminator import Loss, _infinite, train_discriminator
 
 ARCH = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)
@@ -248,8 +247,7 @@ def to_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap = arg_parser(__doc__, quick="small sizes (smoke run)")
     ap.add_argument("--big", action="store_true", help="also run n = 10 000 matrix-free (once)")
     ap.add_argument("--flows", action="store_true",
                     help="also time whole flow steps (inf_lsgan vs inf_vanilla)")
@@ -276,13 +274,7 @@ def main(argv=None) -> int:
         print("n = 10 000 matrix-free (once) ...", file=sys.stderr)
         res["big"] = case_big(2000 if args.quick else 10_000)
     res["loadavg_end"] = _loadavg()
-    md = to_markdown(res)
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "bench_discriminator_quick" if args.quick else "bench_discriminator"
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=2))
-    (out / f"{stem}.md").write_text(md + "\n")
+    write_report(args.out, "bench_discriminator_quick" if args.quick else "bench_discriminator", res, to_markdown(res))
     return 0
 
 

@@ -70,8 +70,6 @@ so compare both settings.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -93,9 +91,12 @@ from bench_kernels import (  # ntkgan: installed, or the source tree
     _f,
     _loadavg,
     _yes,
+    arg_parser,
     machine_info,
     ntkgan,
     step_times,
+    with_notes,
+    write_report,
 )
 from ntkgan.flows import load_dataset, make_flow
 from ntkgan.presets import make_config
@@ -541,17 +542,14 @@ def markdown(report: dict) -> str:
                 f"| {r['projected_50k_logging_s'] / 60:.1f} | < {r['target_min']:g} "
                 f"| {_yes(r['meets_target'])} |"
             )
-    if report["notes"]:
-        lines += [""] + [f"- {n}" for n in report["notes"]]
-    return "\n".join(lines) + "\n"
+    return with_notes(lines, report["notes"])
 
 
 # --------------------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="50 timed steps, 2 warm-up, 3 check steps, chunks of 10, 3 paired rounds")
+    parser = arg_parser(__doc__, quick="50 timed steps, 2 warm-up, 3 check steps, chunks of 10, 3 paired rounds")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per case (default {DEFAULT_STEPS}, quick 50)")
     parser.add_argument("--jax-steps", type=int, default=None,
@@ -657,17 +655,12 @@ def main(argv=None) -> dict:
         "notes": notes,
         "total_s": time.perf_counter() - t_start,
     }
-    md = markdown(report)
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "bench_flows_quick" if args.quick else (
         "bench_flows" if steps == DEFAULT_STEPS else f"bench_flows_steps{steps}")
     if args.blas_threads is not None:
         stem += f"_blas{args.blas_threads}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(md)
-    say(f"wrote {out / stem}.json and .md in {report['total_s']:.1f} s")
+    written = write_report(args.out, stem, report, markdown(report))
+    say(f"wrote {written}.json and .md in {report['total_s']:.1f} s")
     return report
 
 

@@ -16,8 +16,6 @@ the JAX host loop and the neural-tangents loop beside them.  Nothing is asserted
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -30,11 +28,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flows import REPO, paired_ratio  # also puts the source tree on sys.path
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _loadavg, arg_parser, machine_info, write_report
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--losses", default="inf_ipm,inf_lsgan,inf_vanilla,ipm,ipm_reset,lsgan")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=20)
@@ -69,12 +67,8 @@ def main(argv=None) -> dict:
                      f"| {r['median_ratio']:.2f}x ({r['min_ratio']:.2f}-{r['max_ratio']:.2f}) "
                      f"| {r['first_chunk_s']:.1f} |")
     md = "\n".join(lines) + "\n"
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "bench_jax_path" + ("_" + "_".join(f"{k}-{v}" for k, v in options.items()) if options else "")
-    (out / f"{stem}.json").write_text(json.dumps({"machine": m, "rows": rows, "options": options}, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(md)
+    write_report(args.out, stem, {"machine": m, "rows": rows, "options": options}, md)
     return {"rows": rows}
 
 

@@ -361,6 +361,33 @@ def _yes(v) -> str:
     return "n/a" if v is None else ("yes" if v else "**no**")
 
 
+def with_notes(lines: list[str], notes) -> str:
+    """The markdown report: ``lines``, then ``notes`` as a list after a blank line (none: nothing)."""
+    if notes:
+        lines = lines + [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def arg_parser(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark script's parser, described by the first paragraph of its docstring ``doc``; with ``quick``,
+    the ``--quick`` flag (a smoke run) with that help."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    return parser
+
+
+def write_report(out, stem: str, report: dict, md: str) -> Path:
+    """Print the markdown ``md``, then write ``<stem>.json`` (``report``) and ``<stem>.md`` in the folder ``out``
+    (made if missing); returns ``out / stem``."""
+    print(md)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / f"{stem}.md").write_text(md if md.endswith("\n") else md + "\n")
+    return out / stem
+
+
 def step_times(flow, steps: int, warmup: int = 0) -> list[float]:
     """Seconds of each of ``steps`` calls of ``flow.step()`` (:func:`time.perf_counter`), after ``warmup``
     untimed ones (shared by the flow benchmarks)."""
@@ -425,17 +452,14 @@ def markdown(report: dict) -> str:
             f"| {mem['rss_before_mb']:.0f} | {mem['wall_s']:.2f} | {mem['threads']} "
             f"| < {mem['target_peak_rss_mb']:g} MB | {_yes(mem['meets_target'])} |",
         ]
-    if report["notes"]:
-        lines += [""] + [f"- {n}" for n in report["notes"]]
-    return "\n".join(lines) + "\n"
+    return with_notes(lines, report["notes"])
 
 
 # --------------------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (< 30 s)")
+    parser = arg_parser(__doc__, quick="small sizes for a smoke run (< 30 s)")
     parser.add_argument("--out", default=str(REPO / "benches" / "results"), help="folder for JSON/Markdown")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats after the warm-up")
     parser.add_argument("--no-jax", action="store_true", help="skip neural-tangents (rust-only numbers)")
@@ -497,14 +521,8 @@ def main(argv=None) -> dict:
         "notes": notes,
         "total_s": time.perf_counter() - t_start,
     }
-    md = markdown(report)
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "bench_kernels_quick" if args.quick else "bench_kernels"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(md)
-    print(f"[bench] wrote {out / stem}.json and .md in {report['total_s']:.1f} s", file=sys.stderr)
+    written = write_report(args.out, "bench_kernels_quick" if args.quick else "bench_kernels", report, markdown(report))
+    print(f"[bench] wrote {written}.json and .md in {report['total_s']:.1f} s", file=sys.stderr)
     return report
 
 

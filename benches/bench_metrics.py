@@ -26,7 +26,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from ntkgan.metrics import energy_distance, mmd2, sinkhorn_divergence
 from ntkgan.metrics._sinkhorn import _bounding_box_diameter, _epsilon_schedule
 

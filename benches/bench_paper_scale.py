@@ -49,8 +49,6 @@ Run it on a quiet machine (``uptime``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
@@ -61,7 +59,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _loadavg, arg_parser, machine_info, write_report
 from ntkgan import _core
 from ntkgan._malloc import keep_freed_memory
 from ntkgan.discriminator._finite import FiniteDiscriminator
@@ -214,8 +212,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="few steps (a smoke run)")
+    p = arg_parser(__doc__, quick="few steps (a smoke run)")
     p.add_argument("--rounds", type=int, default=None, help="rounds over all flows (default 6, quick 2)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per flow and round (default 8, quick 3)")
     p.add_argument("--warmup", type=int, default=3)
@@ -306,12 +303,7 @@ def main(argv=None) -> dict:
         report["vanilla"].append({"loss": loss, "solver": kind, **summary((loss, kind)),
                                   "ratio": statistics.median(ratios), "ratio_rounds": ratios})
     report["load_after"] = _loadavg()
-    text = markdown(report)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "bench_paper_scale_quick" if args.quick else "bench_paper_scale"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    (args.out / f"{stem}.md").write_text(text + "\n")
+    write_report(args.out, "bench_paper_scale_quick" if args.quick else "bench_paper_scale", report, markdown(report))
     return report
 
 

@@ -18,8 +18,6 @@ asserted (``tests/test_jax_path.py`` asserts 1e-9 at step 10 and 1e-3 on Sinkhor
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _loadavg, machine_info
+from bench_kernels import _loadavg, arg_parser, machine_info, write_report
 from ntkgan.flows import load_dataset, make_flow
 from ntkgan.metrics import sinkhorn_divergence
 from ntkgan.presets import make_config
@@ -84,7 +82,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--losses", default="inf_ipm,inf_lsgan,ipm_reset,lsgan")
     parser.add_argument("--at", default="1,10,30,100,300", help="step counts at which to compare")
     parser.add_argument("--out", default=str(REPO / "benches" / "results"))
@@ -95,12 +93,7 @@ def main(argv=None) -> dict:
     report = {"machine": machine_info(), "load_start": _loadavg(), "at": at,
               "losses": [drift(loss, at) for loss in args.losses.split(",")]}
     report["load_end"] = _loadavg()
-    md = markdown(report)
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "jax_path_drift.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "jax_path_drift.md").write_text(md)
+    write_report(args.out, "jax_path_drift", report, markdown(report))
     return report
 
 

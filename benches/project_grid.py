@@ -36,7 +36,6 @@ Results: a Markdown table on stdout and ``<out>/project_grid.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import json
 import statistics
@@ -47,7 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kernels import _loadavg, machine_info, step_times
+from bench_kernels import _loadavg, arg_parser, machine_info, step_times, write_report
 from ntkgan._cluster import single_threaded
 from ntkgan._malloc import keep_freed_memory
 from ntkgan.flows import make_flow
@@ -155,7 +154,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = arg_parser(__doc__)
     p.add_argument("--steps", type=int, default=20, help="timed flow steps per combination (default 20)")
     p.add_argument("--rows", type=int, default=3, help="timed metric rows per combination (default 3)")
     p.add_argument("--seeds", type=int, default=3)
@@ -184,12 +183,7 @@ def main(argv=None) -> dict:
               "longest_hours": max(durations) / 3600,
               "wall_hours": {w: makespan(durations, int(w)) / 3600 for w in args.workers.split(",")},
               "load_after": _loadavg()}
-    text = markdown(report)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "project_grid" if args.records is None else "project_grid_records"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(text + "\n")
+    write_report(args.out, "project_grid" if args.records is None else "project_grid_records", report, markdown(report))
     return report
 
 

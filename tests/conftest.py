@@ -75,6 +75,17 @@ def assert_close(actual, expected, *, rtol=1e-10, atol=0.0, err_msg=""):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
+def central_difference(fn, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """``(fn(x + h e_i) - fn(x - h e_i)) / 2h`` in every entry ``i`` of ``x``: the gradient of a scalar ``fn``."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        g[idx] = (fn(xp) - fn(xm)) / (2 * h)
+    return g
+
+
 @pytest.fixture(params=backends.BACKENDS)
 def backend(request):
     """Each installed backend by name."""

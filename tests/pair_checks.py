@@ -11,7 +11,7 @@ from __future__ import annotations
 import ntkgan
 import numpy as np
 from conftest import assert_close
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
 RTOL = 1e-10
@@ -77,6 +77,21 @@ def usable_rows(arch: ntkgan.Mlp, z: np.ndarray, multiples=(-1.0,)) -> np.ndarra
             break
         keep = np.delete(keep, np.argmax(bad.sum(axis=1)))
     return z[keep]
+
+
+def usable_columns(arch: ntkgan.Mlp, x: np.ndarray, y: np.ndarray, multiples=(-1.0,)) -> np.ndarray:
+    """The rows of ``y`` usable with every row of ``x`` (:func:`usable_pairs`); rejects the example
+    (``hypothesis.assume``) when there is none."""
+    y = y[usable_pairs(arch, x, y, multiples).all(axis=0)]
+    assume(y.shape[0] > 0)
+    return y
+
+
+def usable_points(arch: ntkgan.Mlp, z: np.ndarray, multiples=(-1.0,)) -> np.ndarray:
+    """:func:`usable_rows` of ``z``; rejects the example (``hypothesis.assume``) when there is none."""
+    z = usable_rows(arch, z, multiples)
+    assume(z.shape[0] > 0)
+    return z
 
 
 def agree(actual, expected, what, case, rtol=RTOL, atol=0.0):

@@ -16,7 +16,7 @@ and the oracle (neural-tangents' closed forms) compute ``s = sqrt(Sxx Syy - Sxy^
 for nearly coincident points, while the Rust backend does not (tests/test_near_coincident.py).  "Well
 apart" means ``|x - y| >= 1e-3 |x|`` and, since bias and small ``w_std`` shrink the angle between the two
 inputs from layer to layer, an angle with ``sin^2 >= MIN_SIN2`` at every layer where it matters
-(:func:`_usable_pairs`); columns of ``y`` (rows of x) failing this are dropped before comparing.
+(:func:`pair_checks.usable_pairs`); columns of ``y`` (rows of x) failing this are dropped before comparing.
 Such pairs, nearly coincident or nearly antipodal (the mirror cusp of the ReLU family with ``a != 0``),
 are compared pair by pair with the exact mpmath reference instead (tests/mp_reference.py), which decides
 where the backends part: :func:`test_near_cusp_pairs_are_adjudicated_by_mpmath`.
@@ -33,12 +33,11 @@ import pytest
 from conftest import HAS_JAX, HAS_NT, assert_close
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from pair_checks import RTOL, inputs
+from pair_checks import RTOL, inputs, usable_columns, usable_points
 from pair_checks import agree as _agree
 from pair_checks import archs as _archs
 from pair_checks import describe as _describe
 from pair_checks import slow_settings as _settings
-from pair_checks import usable_pairs as _usable_pairs
 from pair_checks import usable_rows as _usable_rows
 
 _ACTIVATIONS = ("relu", "leaky_relu", "abs", "identity", "erf", "sigmoid", "rbf")
@@ -69,15 +68,17 @@ OTHERS = [
 # ----------------------------------------------------------------------------------------------------
 
 
-
-
-
-
 def _cases(draw):
     arch = draw(_ARCHS)
     kind = draw(st.sampled_from(KINDS))
     x, y = draw(_INPUTS)
     return arch, kind, x, y
+
+
+def _usable_cases(draw):
+    """:func:`_cases` with the rows of ``y`` not usable with every row of ``x`` dropped (none left: rejected)."""
+    arch, kind, x, y = _cases(draw)
+    return arch, kind, x, usable_columns(arch, x, y)
 
 
 def _rtol(arch, x, y) -> float:
@@ -92,10 +93,6 @@ def _rtol(arch, x, y) -> float:
     return max(RTOL, 4e-16 * cond)
 
 
-
-
-
-
 # ----------------------------------------------------------------------------------------------------
 # properties
 # ----------------------------------------------------------------------------------------------------
@@ -105,9 +102,7 @@ def _rtol(arch, x, y) -> float:
 @_settings(40)
 @given(data=st.data())
 def test_kernels_agree(other, data):
-    arch, kind, x, y = _cases(data.draw)
-    y = y[_usable_pairs(arch, x, y).all(axis=0)]
-    assume(y.shape[0] > 0)
+    arch, kind, x, y = _usable_cases(data.draw)
     k_rust = ntkgan.kernel(x, y, arch=arch, kind=kind, backend="rust")
     k_other = ntkgan.kernel(x, y, arch=arch, kind=kind, backend=other)
     _agree(k_other, k_rust, "kernel", _describe(arch, kind, x, y), _rtol(arch, x, y))
@@ -117,9 +112,7 @@ def test_kernels_agree(other, data):
 @_settings(25)
 @given(data=st.data())
 def test_kernel_grads_agree(other, data):
-    arch, kind, x, y = _cases(data.draw)
-    y = y[_usable_pairs(arch, x, y).all(axis=0)]
-    assume(y.shape[0] > 0)
+    arch, kind, x, y = _usable_cases(data.draw)
     w = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=y.shape[0])
     g_rust = ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend="rust")
     g_other = ntkgan.kernel_grad(x, y, w, arch=arch, kind=kind, backend=other)
@@ -176,8 +169,7 @@ def test_value_and_grad_at_own_points_agree(other, data):
 def test_kernel_matvecs_and_symmetric_kernels_agree(other, data):
     """kernel(x) (y = None: pairs within x), kernel_matvec(x, None, v) and kernel_matvec(x, y, v)."""
     arch, kind, x, y = _cases(data.draw)
-    x = _usable_rows(arch, np.concatenate([x, y]))  # rows of x now repeat and oppose one another
-    assume(x.shape[0] > 0)
+    x = usable_points(arch, np.concatenate([x, y]))  # rows of x now repeat and oppose one another
     y = x[::-2]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     u, v = rng.normal(size=x.shape[0]), rng.normal(size=y.shape[0])
@@ -232,7 +224,7 @@ def _near_cusp_cases(draw):
 @_settings(10)
 @given(case=_near_cusp_cases())
 def test_near_cusp_pairs_are_adjudicated_by_mpmath(other, case):
-    """Nearly antipodal and nearly coincident pairs, which ``_usable_pairs`` drops above because the other
+    """Nearly antipodal and nearly coincident pairs, which ``usable_pairs`` drops above because the other
     backends (neural-tangents' closed forms above all) compute ``s^2`` by cancellation there.  Pair by pair
     (values, and gradients with one-hot weights), both backends are compared with the exact reference
     (tests/mp_reference.py): the Rust backend is within MP_VALUE_RTOL / MP_GRAD_RTOL, and where the two

@@ -15,7 +15,8 @@ import ntkgan
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import assert_close, linear_flow
+from conftest import assert_close, central_difference, linear_flow
+from discriminator_cases import ERF, RELU, clouds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ntkgan.discriminator import (
@@ -30,16 +31,9 @@ from ntkgan.discriminator import (
 from scipy.integrate import solve_ivp
 from scipy.special import expit
 
-RELU = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)
-ERF = ntkgan.Mlp(depth=2, activation="erf", w_std=1.2, b_std=0.5)
 # modes_1d of the paper (x1.5 applied)
 FAKE_1D = np.array([-1.8, -2.01, -1.2, -1.05, -0.45])[:, None]
 REAL_1D = np.array([0.9, 1.5, 1.845, 1.98, 0.3])[:, None]
-
-
-def clouds(n_fake, n_real, d=2, seed=0, shift=0.7):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n_fake, d)), rng.normal(size=(n_real, d)) + shift
 
 
 def weights_and_labels(n_fake, n_real):
@@ -149,14 +143,7 @@ def test_ipm_particle_force_is_half_t_grad_mmd2():
     t = 1.3
     d = train_discriminator(fake, real, loss="ipm", arch=ERF, t=t)
     force = d.cost_grad(fake) / fake.shape[0]
-    h = 1e-5
-    fd = np.zeros_like(fake)
-    for i in range(fake.shape[0]):
-        for k in range(fake.shape[1]):
-            xp, xm = fake.copy(), fake.copy()
-            xp[i, k] += h
-            xm[i, k] -= h
-            fd[i, k] = (mmd2(xp, real, ERF) - mmd2(xm, real, ERF)) / (2 * h)
+    fd = central_difference(lambda x: mmd2(x, real, ERF), fake, h=1e-5)
     assert_close(force, 0.5 * t * fd, rtol=1e-6, atol=1e-9 * np.abs(fd).max())
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close, requires_nt
+from conftest import assert_close, central_difference, requires_nt
 from finite_helpers import leaves as _leaves
 from finite_helpers import to_stax_params as _to_stax_params
 from finite_helpers import with_leaves as _with_leaves
@@ -125,14 +125,7 @@ def test_input_grad_matches_finite_differences(act, par, antisymmetric):
     if antisymmetric:
         p = F.AntisymmetricParams(p.theta1, F.init_params(arch, 4, out_dim=3, seed=6))
     G = F.input_grad(arch, p, x, ct)
-    h = 1e-6
-    fd = np.empty_like(x)
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            xp, xm = x.copy(), x.copy()
-            xp[i, j] += h
-            xm[i, j] -= h
-            fd[i, j] = (_objective(arch, p, xp, ct) - _objective(arch, p, xm, ct)) / (2 * h)
+    fd = central_difference(lambda z: _objective(arch, p, z, ct), x, h=1e-6)
     assert_close(G, fd, rtol=1e-6, atol=1e-8)
 
 

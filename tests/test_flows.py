@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, central_difference
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -157,16 +157,6 @@ def _gaussian_mmd2(x, y, gamma):
     return k(x, x).mean() - 2 * k(x, y).mean() + k(y, y).mean()
 
 
-def _fd_grad(fn, x, h=1e-5):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (fn(xp) - fn(xm)) / (2 * h)
-    return g
-
-
 def test_inf_ipm_force_is_half_t_grad_mmd2_gaussian():
     """One step: x_i -> x_i - eta (t/2) grad_{x_i} MMD^2_k (MMD gradient flow), k = exp(-|x-y|^2/4)."""
     rng = np.random.default_rng(3)
@@ -174,7 +164,7 @@ def test_inf_ipm_force_is_half_t_grad_mmd2_gaussian():
     eta, t = 3.0, 0.7
     flow = make_flow(make_config("inf_ipm", "rbf", eta=eta, t=t), ds)
     flow.step()
-    ref = -eta * (t / 2) * _fd_grad(lambda x: _gaussian_mmd2(x, ds.target, 0.5), ds.source)
+    ref = -eta * (t / 2) * central_difference(lambda x: _gaussian_mmd2(x, ds.target, 0.5), ds.source)
     assert_close(flow.particles - ds.source, ref, rtol=1e-6, atol=1e-10)
 
 
@@ -186,7 +176,7 @@ def test_inf_ipm_force_is_half_t_grad_mmd2_sigmoid_ntk():
     flow = make_flow(cfg, ds)
     flow.step()
     arch = cfg.discriminator_arch()
-    ref = -eta * (t / 2) * _fd_grad(lambda x: mmd2(x, ds.target, arch), ds.source)
+    ref = -eta * (t / 2) * central_difference(lambda x: mmd2(x, ds.target, arch), ds.source)
     assert_close(flow.particles - ds.source, ref, rtol=1e-5, atol=1e-9)
 
 

@@ -61,18 +61,44 @@ def _direct(arch, params, x, weights):
     return float(np.sum(weights * np.sum(g * g, axis=1)))
 
 
+def _assert_grads_are_centred_differences(params, grads, value, h=1e-5):
+    """Each leaf of ``grads`` equals the centred differences of ``value()`` (step ``h``) in the same leaf of
+    ``params``, perturbed in place and restored (rtol 1e-6, atol 1e-8)."""
+    for leaf, g in zip(_leaves(params), _leaves(grads)):
+        fd = np.zeros_like(leaf)
+        for idx in np.ndindex(leaf.shape):
+            old = leaf[idx]
+            leaf[idx] = old + h
+            up = value()
+            leaf[idx] = old - h
+            down = value()
+            leaf[idx] = old
+            fd[idx] = (up - down) / (2 * h)
+        assert_close(g, fd, rtol=1e-6, atol=1e-8)
+
+
 # --------------------------------------------------------------------------------------------------
 # value
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("antisymmetric", [False, True])
-@pytest.mark.parametrize("par", PARS)
-@pytest.mark.parametrize("act", ACTS)
-def test_value_is_the_weighted_squared_input_gradient(act, par, antisymmetric):
+def _each_network(test):
+    """Parametrize ``test`` over ``act`` in ACTS, ``par`` in PARS and ``antisymmetric`` in (False, True)."""
+    test = pytest.mark.parametrize("act", ACTS)(test)
+    test = pytest.mark.parametrize("par", PARS)(test)
+    return pytest.mark.parametrize("antisymmetric", [False, True])(test)
+
+
+def _network_and_points(act, par, antisymmetric, n: int, d: int, seed: int):
+    """The default ``_arch(act, par)``, its ``_params`` for inputs of dimension d, and ``n`` standard normal
+    points drawn with ``seed``."""
     arch = _arch(act, par)
-    p = _params(arch, 3, antisymmetric)
-    x = np.random.default_rng(0).standard_normal((5, 3))
+    return arch, _params(arch, d, antisymmetric), np.random.default_rng(seed).standard_normal((n, d))
+
+
+@_each_network
+def test_value_is_the_weighted_squared_input_gradient(act, par, antisymmetric):
+    arch, p, x = _network_and_points(act, par, antisymmetric, n=5, d=3, seed=0)
     w = np.array([0.1, 0.4, 0.0, 1.3, 0.2])
     value, _ = F.grad_penalty(arch, p, x, w)
     assert_close(value, _direct(arch, p, x, w), rtol=1e-13)
@@ -111,27 +137,12 @@ def test_antisymmetric_init_has_zero_penalty_and_gradient():
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("antisymmetric", [False, True])
-@pytest.mark.parametrize("par", PARS)
-@pytest.mark.parametrize("act", ACTS)
+@_each_network
 def test_param_grad_matches_centred_finite_differences(act, par, antisymmetric):
-    arch = _arch(act, par)
-    p = _params(arch, 2, antisymmetric)
-    x = np.random.default_rng(2).standard_normal((4, 2))
+    arch, p, x = _network_and_points(act, par, antisymmetric, n=4, d=2, seed=2)
     w = np.array([0.5, 0.25, 0.125, 1.0])
     _, grads = F.grad_penalty(arch, p, x, w)
-    h = 1e-5
-    for leaf, g in zip(_leaves(p), _leaves(grads)):
-        fd = np.zeros_like(leaf)
-        for idx in np.ndindex(leaf.shape):
-            old = leaf[idx]
-            leaf[idx] = old + h
-            up = _direct(arch, p, x, w)
-            leaf[idx] = old - h
-            down = _direct(arch, p, x, w)
-            leaf[idx] = old
-            fd[idx] = (up - down) / (2 * h)
-        assert_close(g, fd, rtol=1e-6, atol=1e-8)
+    _assert_grads_are_centred_differences(p, grads, lambda: _direct(arch, p, x, w))
 
 
 @requires_nt
@@ -190,18 +201,7 @@ def test_input_grad_vjp_matches_centred_finite_differences(act, antisymmetric):
 
     g, grads = F.input_grad_vjp(arch, p, x, gbar)
     assert_close(g, F.input_grad(arch, p, x, np.ones(3)), rtol=1e-13)
-    h = 1e-5
-    for leaf, gl in zip(_leaves(p), _leaves(grads)):
-        fd = np.zeros_like(leaf)
-        for idx in np.ndindex(leaf.shape):
-            old = leaf[idx]
-            leaf[idx] = old + h
-            up = direct()
-            leaf[idx] = old - h
-            down = direct()
-            leaf[idx] = old
-            fd[idx] = (up - down) / (2 * h)
-        assert_close(gl, fd, rtol=1e-6, atol=1e-8)
+    _assert_grads_are_centred_differences(p, grads, direct)
     with pytest.raises(ValueError, match="cotangent"):
         F.input_grad_vjp(arch, p, x, gbar[:2])
 

@@ -23,6 +23,7 @@ from mp_reference import (
     diag_kernel_and_grad_mp,
     kernel_and_grad_mp,
     kernel_grad,
+    kernel_grad_fd_mp,
     kernel_matrix,
     kernel_mp,
     nt_pairs,
@@ -48,20 +49,6 @@ KINDS = ("ntk", "nngp")
 def _points(seed: int, n: int = 3, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, d)), rng.normal(size=(n, d))
-
-
-def _fd_grad(x, y, arch, kind, h_rel=mpmath.mpf("1e-25")) -> list:
-    """Central differences of ``kernel_mp`` in each coordinate of x, at DPS digits."""
-    with mpmath.workdps(DPS):
-        xm = [mpmath.mpf(float(v)) for v in x]
-        h = h_rel * mpmath.sqrt(mpmath.fsum(v * v for v in xm))
-        out = []
-        for i in range(len(xm)):
-            xp, xn = list(xm), list(xm)
-            xp[i] += h
-            xn[i] -= h
-            out.append((kernel_mp(xp, y, arch, kind) - kernel_mp(xn, y, arch, kind)) / (2 * h))
-        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,7 +145,7 @@ def test_gradient_matches_mp_finite_differences(arch, kind):
     x, y = _points(4, n=1, d=3)
     _, g = kernel_and_grad_mp(x[0], y[0], arch, kind)
     with mpmath.workdps(DPS):
-        fd = _fd_grad(x[0], y[0], arch, kind)
+        fd = kernel_grad_fd_mp(x[0], y[0], arch, kind, h_rel="1e-25")
         assert mpmath.norm(g) > 0
         err = mpmath.norm([a - b for a, b in zip(g, fd)]) / mpmath.norm(g)
     assert err <= mpmath.mpf("1e-40"), float(err)
@@ -180,7 +167,7 @@ def test_gradient_finite_differences_near_coincident(arch, delta):
     for kind in KINDS:
         _, g = kernel_and_grad_mp(x, y, arch, kind)
         with mpmath.workdps(DPS):
-            fd = _fd_grad(x, y, arch, kind, h_rel=mpmath.mpf("1e-30"))
+            fd = kernel_grad_fd_mp(x, y, arch, kind, h_rel="1e-30")
             err = mpmath.norm([a - b for a, b in zip(g, fd)]) / mpmath.norm(g)
         assert err <= mpmath.mpf("1e-25"), (kind, float(err))
 

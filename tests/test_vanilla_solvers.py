@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.special
 from conftest import assert_close, linear_flow
+from discriminator_cases import ERF, RELU, clouds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ntkgan.discriminator import (
@@ -30,14 +31,7 @@ from ntkgan.discriminator import (
 from scipy.integrate import solve_ivp
 from scipy.special import expit
 
-RELU = ntkgan.Mlp(depth=3, activation="relu", w_std=1.0, b_std=1.0)
-ERF = ntkgan.Mlp(depth=2, activation="erf", w_std=1.2, b_std=0.5)
 SOFT = Loss.from_derivatives(lambda f: np.tanh(f + 1.0), lambda f: np.tanh(f - 1.0), name="soft")
-
-
-def clouds(n_fake, n_real, d=2, seed=0, shift=0.7):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n_fake, d)), rng.normal(size=(n_real, d)) + shift
 
 
 @pytest.fixture(scope="module")

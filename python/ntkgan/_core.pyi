@@ -5,7 +5,7 @@ inconsistent ones.  ``spec`` is the dict made by :meth:`ntkgan.Mlp.rust_spec`.  
 GIL on the core's rayon pool; a Rust panic surfaces as RuntimeError.
 """
 
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -15,35 +15,21 @@ __version__: str
 #: are recomputed by the stable recursion
 TAU: float
 
-def kernel(
-    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64] | None, spec: dict, ntk: bool
-) -> npt.NDArray[np.float64]:
+_Array: TypeAlias = npt.NDArray[np.float64]
+
+def kernel(x: _Array, y: _Array | None, spec: dict, ntk: bool) -> _Array:
     """(n, m) kernel matrix; ``y=None`` computes the exactly symmetric K(x, x)."""
 
-def kernel_grad(
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    weights: npt.NDArray[np.float64],
-    spec: dict,
-    ntk: bool,
-) -> npt.NDArray[np.float64]:
+def kernel_grad(x: _Array, y: _Array, weights: _Array, spec: dict, ntk: bool) -> _Array:
     """(n, d) array ``G[i] = sum_j weights[j] d/dx k(x_i, y_j)``."""
 
-def kernel_value_and_grad(
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    weights: npt.NDArray[np.float64],
-    spec: dict,
-    ntk: bool,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def kernel_value_and_grad(x: _Array, y: _Array, weights: _Array, spec: dict, ntk: bool) -> tuple[_Array, _Array]:
     """``(K(x, y) @ weights, kernel_grad(...))`` in one pass: shapes (n,) and (n, d)."""
 
-def kernel_matvec(
-    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], v: npt.NDArray[np.float64], spec: dict, ntk: bool
-) -> npt.NDArray[np.float64]:
+def kernel_matvec(x: _Array, y: _Array, v: _Array, spec: dict, ntk: bool) -> _Array:
     """(n,) array ``K(x, y) @ v`` without storing K."""
 
-def softmin(cost: npt.NDArray[np.float64], f: npt.NDArray[np.float64], eps: float) -> npt.NDArray[np.float64]:
+def softmin(cost: _Array, f: _Array, eps: float) -> _Array:
     """(n,) array ``-eps * log sum_j exp(f_j - cost[i, j] / eps)`` (log-domain Sinkhorn's soft-min)."""
 
 def set_num_threads(n: int) -> None:

@@ -7,7 +7,8 @@ killed study resumes, a result, its outputs; figures in :mod:`ntkgan.plots`, com
 - :func:`~ntkgan.studies.vector_field.vector_field` (``ntkgan vector-field``): the force on a lone point
   (the paper's Figs. 6-7).
 
-Studies of Durr et al.'s effective GAN dynamics (``ntkgan collapse`` and ``ntkgan damping``):
+Studies of the effective GAN dynamics of Durr, Mroueh, Tu and Wang (*Effective Dynamics of Generative
+Adversarial Networks*, Phys. Rev. X 13, 041004, 2023; ``ntkgan collapse`` and ``ntkgan damping``):
 
 - :func:`collapse_study` (:mod:`ntkgan.studies.collapse`): kernel-coupled particles on a Gaussian mixture,
   swept over the coupling :math:`g_2/g_1`, for several discriminator settings; the diversity order
@@ -19,14 +20,7 @@ Studies of Durr et al.'s effective GAN dynamics (``ntkgan collapse`` and ``ntkga
 Both run one task per setting and seed, serially or on a Dask cluster (``workers=K`` for a local one,
 ``scheduler=ADDRESS`` for an existing one), each task single-threaded, so the numbers do not depend on where
 they ran.  Their commands are in :mod:`ntkgan.cli._studies`.
-
-References
-----------
-.. [1] Durr, Mroueh, Tu, Wang. Effective Dynamics of Generative Adversarial Networks. Phys. Rev. X 13,
-       041004 (2023).
 """
-
-from __future__ import annotations
 
 from ntkgan.studies.collapse import CollapseResult, collapse_study, transition_point
 from ntkgan.studies.damping import (

@@ -145,29 +145,27 @@ impl<const N: usize> Dual<N> {
     }
 }
 
-impl<const N: usize> Add for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        let mut d = [0.0; N];
-        for k in 0..N {
-            d[k] = self.d[k] + o.d[k];
+/// `Dual + Dual` and `Dual - Dual`: the operation on the values and on each tangent.
+macro_rules! dual_linear_op {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl<const N: usize> $trait for Dual<N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, o: Self) -> Self {
+                let mut d = [0.0; N];
+                for k in 0..N {
+                    d[k] = self.d[k] $op o.d[k];
+                }
+                Dual {
+                    v: self.v $op o.v,
+                    d,
+                }
+            }
         }
-        Dual { v: self.v + o.v, d }
-    }
+    };
 }
-
-impl<const N: usize> Sub for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn sub(self, o: Self) -> Self {
-        let mut d = [0.0; N];
-        for k in 0..N {
-            d[k] = self.d[k] - o.d[k];
-        }
-        Dual { v: self.v - o.v, d }
-    }
-}
+dual_linear_op!(Add, add, +);
+dual_linear_op!(Sub, sub, -);
 
 impl<const N: usize> Mul for Dual<N> {
     type Output = Self;
@@ -206,49 +204,25 @@ impl<const N: usize> Neg for Dual<N> {
     }
 }
 
-impl<const N: usize> Add<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn add(self, o: f64) -> Self {
-        Dual {
-            v: self.v + o,
-            d: self.d,
+/// `Dual <op> f64` (a constant): the value by `op`, the tangents by `tangent: |t, o| ..`.
+macro_rules! dual_scalar_op {
+    ($trait:ident, $method:ident, $op:tt, tangent: |$t:ident, $o:ident| $dt:expr) => {
+        impl<const N: usize> $trait<f64> for Dual<N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, $o: f64) -> Self {
+                Dual {
+                    v: self.v $op $o,
+                    d: self.map_d(|$t| $dt),
+                }
+            }
         }
-    }
+    };
 }
-
-impl<const N: usize> Sub<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn sub(self, o: f64) -> Self {
-        Dual {
-            v: self.v - o,
-            d: self.d,
-        }
-    }
-}
-
-impl<const N: usize> Mul<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn mul(self, o: f64) -> Self {
-        Dual {
-            v: self.v * o,
-            d: self.map_d(|t| t * o),
-        }
-    }
-}
-
-impl<const N: usize> Div<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn div(self, o: f64) -> Self {
-        Dual {
-            v: self.v / o,
-            d: self.map_d(|t| t / o),
-        }
-    }
-}
+dual_scalar_op!(Add, add, +, tangent: |t, o| t);
+dual_scalar_op!(Sub, sub, -, tangent: |t, o| t);
+dual_scalar_op!(Mul, mul, *, tangent: |t, o| t * o);
+dual_scalar_op!(Div, div, /, tangent: |t, o| t / o);
 
 impl<const N: usize> Num for Dual<N> {
     const TANGENTS: bool = true;

@@ -312,6 +312,26 @@ impl<const N: usize> Num for Dual<N> {
     }
 }
 
+/// Test helper: asserts that `grad[c]` is the derivative in `delta` at 0 of `f(c, delta)` (the function
+/// with coordinate `c` moved by `delta`), against central differences with step `1e-6`: within `tol`
+/// relative (absolute below 1); `what` names the case in the message.
+#[cfg(test)]
+pub(crate) fn assert_central_differences(
+    grad: &[f64],
+    tol: f64,
+    what: &str,
+    f: impl Fn(usize, f64) -> f64,
+) {
+    let h = 1e-6;
+    for (c, &g) in grad.iter().enumerate() {
+        let fd = (f(c, h) - f(c, -h)) / (2.0 * h);
+        assert!(
+            (g - fd).abs() <= tol * fd.abs().max(1.0),
+            "{what} c={c}: {g} vs {fd}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -555,7 +555,7 @@ pub fn pair_stable<T: Num>(arch: &Arch, kind: Kind, inv: Invariants<T>, d: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::num::Dual;
+    use crate::num::{assert_central_differences, Dual};
 
     fn relu_nngp_closed_form(x: &[f64], y: &[f64]) -> f64 {
         // depth 1, w = 1, b = 0, NNGP: w^2 * (|x||y|/d)(sin t + (pi - t) cos t)/(2 pi)
@@ -682,20 +682,11 @@ mod tests {
         for arch in [Arch::relu(3, 1.2, 0.8), abrelu(3, -1.0, 1.0, 0.9, 0.5)] {
             for (x, y) in [([0.3, -1.2], [1.1, 0.4]), ([0.3, -1.2], [-0.8, 1.5])] {
                 let (_, grad) = stable_grad_2d(&arch, Kind::Ntk, x, y);
-                for c in 0..2 {
-                    let h = 1e-6;
-                    let mut xp = x;
-                    let mut xm = x;
-                    xp[c] += h;
-                    xm[c] -= h;
-                    let fd = (fast(&arch, Kind::Ntk, &xp, &y) - fast(&arch, Kind::Ntk, &xm, &y))
-                        / (2.0 * h);
-                    assert!(
-                        (grad[c] - fd).abs() < 1e-7 * fd.abs().max(1.0),
-                        "{c}: {} vs {fd}",
-                        grad[c]
-                    );
-                }
+                assert_central_differences(&grad, 1e-7, &format!("{arch:?}"), |c, delta| {
+                    let mut xc = x;
+                    xc[c] += delta;
+                    fast(&arch, Kind::Ntk, &xc, &y)
+                });
             }
         }
     }

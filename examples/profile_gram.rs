@@ -34,37 +34,33 @@ fn main() {
     );
     let arch = Arch::relu(3, 1.0, 1.0);
     let x = Points::new(&xs, n, d).unwrap();
+    time_pairs("gram full", n * n, || {
+        gram(&arch, Kind::Ntk, x, Some(x)).unwrap()
+    });
+    time_pairs("grad", n * n, || {
+        kernel_grad(&arch, Kind::Ntk, x, x, &w).unwrap()
+    });
+}
+
+/// Runs `f` a few times and prints its mean wall and CPU time per run, and the pairs (of `pairs` per
+/// run) per CPU second; an entry of the last result is printed too, so that the work is not optimised
+/// away.
+fn time_pairs(label: &str, pairs: usize, mut f: impl FnMut() -> Vec<f64>) {
     let reps = 5;
     let (t, c) = (Instant::now(), cpu_seconds());
-    let mut k = Vec::new();
+    let mut out = Vec::new();
     for _ in 0..reps {
-        k = gram(&arch, Kind::Ntk, x, Some(x)).unwrap();
+        out = f();
     }
     let (dt, dc) = (
         t.elapsed().as_secs_f64() / reps as f64,
         (cpu_seconds() - c) / reps as f64,
     );
     println!(
-        "gram full, 1 thread: wall {:.1} ms, cpu {:.1} ms -> {:.1} Mpairs/s per cpu-s ({})",
+        "{label}, 1 thread: wall {:.1} ms, cpu {:.1} ms -> {:.1} Mpairs/s per cpu-s ({})",
         dt * 1e3,
         dc * 1e3,
-        (n * n) as f64 / dc / 1e6,
-        k[7]
-    );
-    let (t, c) = (Instant::now(), cpu_seconds());
-    let mut g = Vec::new();
-    for _ in 0..reps {
-        g = kernel_grad(&arch, Kind::Ntk, x, x, &w).unwrap();
-    }
-    let (dt, dc) = (
-        t.elapsed().as_secs_f64() / reps as f64,
-        (cpu_seconds() - c) / reps as f64,
-    );
-    println!(
-        "grad, 1 thread: wall {:.1} ms, cpu {:.1} ms -> {:.1} Mpairs/s per cpu-s ({})",
-        dt * 1e3,
-        dc * 1e3,
-        (n * n) as f64 / dc / 1e6,
-        g[7]
+        pairs as f64 / dc / 1e6,
+        out[7]
     );
 }

@@ -171,38 +171,44 @@ fn weighted<'py, T: Send>(
     Ok((out, n, d))
 }
 
-/// kernel_grad(x, y, weights, spec, ntk) -> (n, d) array.
-#[pyfunction]
-#[pyo3(signature = (x, y, weights, spec, ntk))]
-fn kernel_grad<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    weights: PyReadonlyArray1<'py, f64>,
-    spec: &Bound<'py, PyDict>,
-    ntk: bool,
-) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (out, n, d) = weighted(py, &x, &y, &weights, spec, ntk, gram::kernel_grad)?;
-    out.into_pyarray(py).reshape([n, d])
+/// A binding `$name(x, y, $w, spec, ntk)` of `$f` through [`weighted`], its result `out` and `x`'s shape
+/// `(n, d)` turned into the returned value by `into: |py, out, n, d| ..`.
+macro_rules! weighted_binding {
+    ($(#[$doc:meta])* $name:ident($w:ident) -> $ret:ty, $f:path,
+     into: |$py:ident, $out:pat_param, $n:pat_param, $d:pat_param| $into:expr) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = (x, y, $w, spec, ntk))]
+        fn $name<'py>(
+            $py: Python<'py>,
+            x: PyReadonlyArray2<'py, f64>,
+            y: PyReadonlyArray2<'py, f64>,
+            $w: PyReadonlyArray1<'py, f64>,
+            spec: &Bound<'py, PyDict>,
+            ntk: bool,
+        ) -> PyResult<$ret> {
+            let ($out, $n, $d) = weighted($py, &x, &y, &$w, spec, ntk, $f)?;
+            $into
+        }
+    };
 }
+
+weighted_binding!(
+    /// kernel_grad(x, y, weights, spec, ntk) -> (n, d) array.
+    kernel_grad(weights) -> Bound<'py, PyArray2<f64>>,
+    gram::kernel_grad,
+    into: |py, out, n, d| out.into_pyarray(py).reshape([n, d])
+);
 
 /// `(values, gradient)` arrays returned to Python.
 type ValueGrad<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
 
-/// kernel_value_and_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
-#[pyfunction]
-#[pyo3(signature = (x, y, weights, spec, ntk))]
-fn kernel_value_and_grad<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    weights: PyReadonlyArray1<'py, f64>,
-    spec: &Bound<'py, PyDict>,
-    ntk: bool,
-) -> PyResult<ValueGrad<'py>> {
-    let ((v, g), n, d) = weighted(py, &x, &y, &weights, spec, ntk, gram::kernel_value_and_grad)?;
-    Ok((v.into_pyarray(py), g.into_pyarray(py).reshape([n, d])?))
-}
+weighted_binding!(
+    /// kernel_value_and_grad(x, y, weights, spec, ntk) -> ((n,) values, (n, d) gradient), one pass.
+    kernel_value_and_grad(weights) -> ValueGrad<'py>,
+    gram::kernel_value_and_grad,
+    into: |py, (v, g), n, d| Ok((v.into_pyarray(py), g.into_pyarray(py).reshape([n, d])?))
+);
 
 /// softmin(cost, f, eps) -> (n,) array ``-eps * log sum_j exp(f_j - cost_ij / eps)`` (Sinkhorn's soft-min).
 #[pyfunction]
@@ -220,20 +226,12 @@ fn softmin<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// kernel_matvec(x, y, v, spec, ntk) -> (n,) array.
-#[pyfunction]
-#[pyo3(signature = (x, y, v, spec, ntk))]
-fn kernel_matvec<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    v: PyReadonlyArray1<'py, f64>,
-    spec: &Bound<'py, PyDict>,
-    ntk: bool,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (out, _, _) = weighted(py, &x, &y, &v, spec, ntk, gram::kernel_matvec)?;
-    Ok(out.into_pyarray(py))
-}
+weighted_binding!(
+    /// kernel_matvec(x, y, v, spec, ntk) -> (n,) array.
+    kernel_matvec(v) -> Bound<'py, PyArray1<f64>>,
+    gram::kernel_matvec,
+    into: |py, out, _, _| Ok(out.into_pyarray(py))
+);
 
 /// Use n threads from now on.
 #[pyfunction]
@@ -329,12 +327,7 @@ macro_rules! finite_net_class {
                 lr: f64,
                 penalty: f64,
             ) -> PyResult<()> {
-                let mut ps: Vec<&mut [$t]> = Vec::with_capacity(params.len());
-                for p in params.iter_mut() {
-                    ps.push(p.as_slice_mut().map_err(|_| {
-                        PyValueError::new_err("parameter buffers must be contiguous")
-                    })?);
-                }
+                let mut ps = contiguous_mut(&mut params)?;
                 let (mut xb, mut cb) = (Vec::new(), Vec::new());
                 let (xs, _, _) = slice2(&x, &mut xb);
                 let cs = slice1(&ct, &mut cb);
@@ -358,12 +351,7 @@ macro_rules! finite_net_class {
                 penalty: f64,
             ) -> PyResult<()> {
                 let loss = Loss::parse(loss)?;
-                let mut ps: Vec<&mut [$t]> = Vec::with_capacity(params.len());
-                for p in params.iter_mut() {
-                    ps.push(p.as_slice_mut().map_err(|_| {
-                        PyValueError::new_err("parameter buffers must be contiguous")
-                    })?);
-                }
+                let mut ps = contiguous_mut(&mut params)?;
                 let mut xb = Vec::new();
                 let (xs, _, _) = slice2(&x, &mut xb);
                 let (net, ws) = (&self.net, &mut self.ws);
@@ -399,6 +387,19 @@ fn contiguous<'a, T: numpy::Element>(
         .iter()
         .map(|p| {
             p.as_slice()
+                .map_err(|_| PyValueError::new_err("parameter buffers must be contiguous"))
+        })
+        .collect()
+}
+
+/// The parameter buffers as slices, in place ([`contiguous`] for writing).
+fn contiguous_mut<'a, T: numpy::Element>(
+    params: &'a mut [PyReadwriteArray1<'_, T>],
+) -> PyResult<Vec<&'a mut [T]>> {
+    params
+        .iter_mut()
+        .map(|p| {
+            p.as_slice_mut()
                 .map_err(|_| PyValueError::new_err("parameter buffers must be contiguous"))
         })
         .collect()

@@ -145,29 +145,27 @@ impl<const N: usize> Dual<N> {
     }
 }
 
-impl<const N: usize> Add for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        let mut d = [0.0; N];
-        for k in 0..N {
-            d[k] = self.d[k] + o.d[k];
+/// `Dual + Dual` and `Dual - Dual`: the operation on the values and on each tangent.
+macro_rules! dual_linear_op {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl<const N: usize> $trait for Dual<N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, o: Self) -> Self {
+                let mut d = [0.0; N];
+                for k in 0..N {
+                    d[k] = self.d[k] $op o.d[k];
+                }
+                Dual {
+                    v: self.v $op o.v,
+                    d,
+                }
+            }
         }
-        Dual { v: self.v + o.v, d }
-    }
+    };
 }
-
-impl<const N: usize> Sub for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn sub(self, o: Self) -> Self {
-        let mut d = [0.0; N];
-        for k in 0..N {
-            d[k] = self.d[k] - o.d[k];
-        }
-        Dual { v: self.v - o.v, d }
-    }
-}
+dual_linear_op!(Add, add, +);
+dual_linear_op!(Sub, sub, -);
 
 impl<const N: usize> Mul for Dual<N> {
     type Output = Self;
@@ -206,49 +204,25 @@ impl<const N: usize> Neg for Dual<N> {
     }
 }
 
-impl<const N: usize> Add<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn add(self, o: f64) -> Self {
-        Dual {
-            v: self.v + o,
-            d: self.d,
+/// `Dual <op> f64` (a constant): the value by `op`, the tangents by `tangent: |t, o| ..`.
+macro_rules! dual_scalar_op {
+    ($trait:ident, $method:ident, $op:tt, tangent: |$t:ident, $o:ident| $dt:expr) => {
+        impl<const N: usize> $trait<f64> for Dual<N> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, $o: f64) -> Self {
+                Dual {
+                    v: self.v $op $o,
+                    d: self.map_d(|$t| $dt),
+                }
+            }
         }
-    }
+    };
 }
-
-impl<const N: usize> Sub<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn sub(self, o: f64) -> Self {
-        Dual {
-            v: self.v - o,
-            d: self.d,
-        }
-    }
-}
-
-impl<const N: usize> Mul<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn mul(self, o: f64) -> Self {
-        Dual {
-            v: self.v * o,
-            d: self.map_d(|t| t * o),
-        }
-    }
-}
-
-impl<const N: usize> Div<f64> for Dual<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn div(self, o: f64) -> Self {
-        Dual {
-            v: self.v / o,
-            d: self.map_d(|t| t / o),
-        }
-    }
-}
+dual_scalar_op!(Add, add, +, tangent: |t, o| t);
+dual_scalar_op!(Sub, sub, -, tangent: |t, o| t);
+dual_scalar_op!(Mul, mul, *, tangent: |t, o| t * o);
+dual_scalar_op!(Div, div, /, tangent: |t, o| t / o);
 
 impl<const N: usize> Num for Dual<N> {
     const TANGENTS: bool = true;
@@ -335,6 +309,26 @@ impl<const N: usize> Num for Dual<N> {
             v: if cond { a.v } else { b.v },
             d,
         }
+    }
+}
+
+/// Test helper: asserts that `grad[c]` is the derivative in `delta` at 0 of `f(c, delta)` (the function
+/// with coordinate `c` moved by `delta`), against central differences with step `1e-6`: within `tol`
+/// relative (absolute below 1); `what` names the case in the message.
+#[cfg(test)]
+pub(crate) fn assert_central_differences(
+    grad: &[f64],
+    tol: f64,
+    what: &str,
+    f: impl Fn(usize, f64) -> f64,
+) {
+    let h = 1e-6;
+    for (c, &g) in grad.iter().enumerate() {
+        let fd = (f(c, h) - f(c, -h)) / (2.0 * h);
+        assert!(
+            (g - fd).abs() <= tol * fd.abs().max(1.0),
+            "{what} c={c}: {g} vs {fd}"
+        );
     }
 }
 

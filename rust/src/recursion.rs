@@ -161,7 +161,7 @@ const K_DEPTH1: f64 = 2.0 * f64::EPSILON / ETA_DEPTH1;
 /// small unless `ab` is), and its `S'` and `Sdot` reach the kernel only through sums with the later
 /// layers' terms, which do not vanish.  For ReLU (`ab = 0`) this flags `eps < 0.18`, where the stable
 /// recursion takes over.  The blocked drivers need it at `d > 3` only: at `d <= 3` they form `s^2`
-/// without cancellation from the coordinates ([`abrelu_pair_s2`]), and the fast map is then accurate
+/// without cancellation from the coordinates ([`S2::Given`]), and the fast map is then accurate
 /// relative to the vanishing kernel.
 #[inline(always)]
 pub fn obtuse_margin(f: f64, s: f64, s2: f64, prod: f64, sxy: f64, out: f64, sdot: f64) -> f64 {
@@ -183,12 +183,27 @@ pub fn obtuse_margin(f: f64, s: f64, s2: f64, prod: f64, sxy: f64, out: f64, sdo
 /// (`sin^2 theta < 1/(4 ERF_KAPPA)`), to either side.
 pub const ERF_KAPPA: f64 = 32.0;
 
+/// Where [`abrelu_pair`] takes `s^2 = Sxx Syy - Sxy^2` from, and so which margin the pair gets.
+#[derive(Clone, Copy)]
+pub enum S2 {
+    /// The difference `Sxx Syy - Sxy^2`; in a depth-1 network (`depth1`) the margin includes
+    /// [`obtuse_margin`].
+    Difference { depth1: bool },
+    /// At the first activation of a depth-1 network, the value given, computed without cancellation from
+    /// the inputs (`gram::blocks` forms it from their coordinates: `w^4 |x ^ y|^2 / d^2 + w^2 b^2
+    /// |x - y|^2 / d`; the tangents, if any, are those of the difference).  Then `s`, the small angle and
+    /// its defect `h` are relatively accurate ([`crate::atan::atan2_half`]), and so are `S'` and `Sdot`
+    /// wherever they vanish (ReLU-like maps near `theta = pi`): the margin is `s^2 - TAU Sxx Syy` only,
+    /// without [`obtuse_margin`].
+    Given(f64),
+}
+
 /// ABReLU pair map (fast form).  Returns `(S'xy, Theta', margin)` with `margin = s^2 - TAU Sxx Syy`,
 /// negative when `sin^2 theta < TAU` (the pair needs the stable recursion), and in a depth-1 network
-/// (`depth1`) also negative where [`obtuse_margin`] is; `margin = 1` when the map has no cusp
-/// (`a == b`).  A zero variance gives `s^2 = 0 = TAU Sxx Syy`, not flagged: the fast form is
-/// exact there.  `isy = 1/Syy` (0 if `Syy = 0`); the derivative of `theta` uses
-/// `s^2 + Sxy^2 = Sxx Syy`.  `ab = a b`.
+/// (`S2::Difference { depth1: true }`) also negative where [`obtuse_margin`] is; `margin = 1` when the
+/// map has no cusp (`a == b`).  A zero variance gives `s^2 = 0 = TAU Sxx Syy`, not flagged: the fast
+/// form is exact there.  `isy = 1/Syy` (0 if `Syy = 0`); the derivative of `theta` uses
+/// `s^2 + Sxy^2 = Sxx Syy`.  `ab = a b`; `s2` says where `s^2` comes from (see [`S2`]).
 ///
 /// The map is formed from the small one of `theta` and `eps = pi - theta` (the arctangent of
 /// `(s, |Sxy|)`) and the defect `h = s - angle |Sxy|` of [`crate::atan::atan2_half`]: acute pairs
@@ -208,52 +223,15 @@ pub fn abrelu_pair<T: Num>(
     isy: f64,
     sxy: T,
     th: T,
-    depth1: bool,
+    s2: S2,
 ) -> (T, T, f64) {
     let prod = sx * sy;
-    let s2 = prod - sxy * sxy;
-    abrelu_map(cc, f, ab, sx, isy, prod.val(), s2, sxy, th, depth1)
-}
-
-/// [`abrelu_pair`] at the first activation of a depth-1 network, with the value of `s^2` given,
-/// computed without cancellation from the inputs (`gram::blocks` forms it from their coordinates:
-/// `w^4 |x ^ y|^2 / d^2 + w^2 b^2 |x - y|^2 / d`; the tangents, if any, are those of the direct
-/// `Sxx Syy - Sxy^2`).  Then `s`, the small angle and its defect `h` are relatively accurate
-/// ([`crate::atan::atan2_half`]), and so are `S'` and `Sdot` wherever they vanish (ReLU-like maps near
-/// `theta = pi`): the margin is `s^2 - TAU Sxx Syy` only, without [`obtuse_margin`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn abrelu_pair_s2<T: Num>(
-    cc: f64,
-    f: f64,
-    ab: f64,
-    sx: T,
-    sy: f64,
-    isy: f64,
-    sxy: T,
-    th: T,
-    s2: f64,
-) -> (T, T, f64) {
-    let prod = sx * sy;
-    let s2 = (prod - sxy * sxy).with_val(s2);
-    abrelu_map(cc, f, ab, sx, isy, prod.val(), s2, sxy, th, false)
-}
-
-/// The map of [`abrelu_pair`] from `s^2` (`pv = Sxx Syy`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn abrelu_map<T: Num>(
-    cc: f64,
-    f: f64,
-    ab: f64,
-    sx: T,
-    isy: f64,
-    pv: f64,
-    s2: T,
-    sxy: T,
-    th: T,
-    depth1: bool,
-) -> (T, T, f64) {
+    let diff = prod - sxy * sxy;
+    let (s2, depth1) = match s2 {
+        S2::Difference { depth1 } => (diff, depth1),
+        S2::Given(v) => (diff.with_val(v), false),
+    };
+    let pv = prod.val();
     let s = s2.sqrt_safe();
     let sxv = sx.val();
     let isx = if sxv > 0.0 { 1.0 / sxv } else { 0.0 };
@@ -357,7 +335,7 @@ pub fn act_pair<T: Num>(
                 if sy > 0.0 { 1.0 / sy } else { 0.0 },
                 sxy,
                 th,
-                depth1,
+                S2::Difference { depth1 },
             )
         }
         Activation::Erf { a, b, c } => {
@@ -577,7 +555,7 @@ pub fn pair_stable<T: Num>(arch: &Arch, kind: Kind, inv: Invariants<T>, d: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::num::Dual;
+    use crate::num::{assert_central_differences, Dual};
 
     fn relu_nngp_closed_form(x: &[f64], y: &[f64]) -> f64 {
         // depth 1, w = 1, b = 0, NNGP: w^2 * (|x||y|/d)(sin t + (pi - t) cos t)/(2 pi)
@@ -704,20 +682,11 @@ mod tests {
         for arch in [Arch::relu(3, 1.2, 0.8), abrelu(3, -1.0, 1.0, 0.9, 0.5)] {
             for (x, y) in [([0.3, -1.2], [1.1, 0.4]), ([0.3, -1.2], [-0.8, 1.5])] {
                 let (_, grad) = stable_grad_2d(&arch, Kind::Ntk, x, y);
-                for c in 0..2 {
-                    let h = 1e-6;
-                    let mut xp = x;
-                    let mut xm = x;
-                    xp[c] += h;
-                    xm[c] -= h;
-                    let fd = (fast(&arch, Kind::Ntk, &xp, &y) - fast(&arch, Kind::Ntk, &xm, &y))
-                        / (2.0 * h);
-                    assert!(
-                        (grad[c] - fd).abs() < 1e-7 * fd.abs().max(1.0),
-                        "{c}: {} vs {fd}",
-                        grad[c]
-                    );
-                }
+                assert_central_differences(&grad, 1e-7, &format!("{arch:?}"), |c, delta| {
+                    let mut xc = x;
+                    xc[c] += delta;
+                    fast(&arch, Kind::Ntk, &xc, &y)
+                });
             }
         }
     }
@@ -796,8 +765,20 @@ mod tests {
             let (cc, f) = abrelu_consts(a, b);
             let (x, y) = (1.3_f64, 0.7_f64);
             let sxy = (x * y).sqrt() * theta.cos();
-            let (_, _, m) = abrelu_pair(cc, f, a * b, x, y, 1.0 / y, sxy, 1.0, true);
-            let (_, _, m_inner) = abrelu_pair(cc, f, a * b, x, y, 1.0 / y, sxy, 1.0, false);
+            let [m, m_inner] = [true, false].map(|depth1| {
+                abrelu_pair(
+                    cc,
+                    f,
+                    a * b,
+                    x,
+                    y,
+                    1.0 / y,
+                    sxy,
+                    1.0,
+                    S2::Difference { depth1 },
+                )
+                .2
+            });
             (m, m_inner)
         };
         // ReLU: flagged up to eps ~ 0.18 at depth 1, only by TAU (eps < 0.01) in deeper networks

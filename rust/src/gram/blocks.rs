@@ -12,8 +12,8 @@ use crate::ensure;
 use crate::error::NtkError;
 use crate::num::{Dual, Num};
 use crate::recursion::{
-    abrelu_consts, abrelu_pair, abrelu_pair_s2, dense_after, diag_chain, erf_margin, erf_pair,
-    input_layer, obtuse_margin, rbf_pair, rbf_pair_dist, ERF_KAPPA, TAU,
+    abrelu_consts, abrelu_pair, dense_after, diag_chain, erf_margin, erf_pair, input_layer,
+    obtuse_margin, rbf_pair, rbf_pair_dist, ERF_KAPPA, S2, TAU,
 };
 
 use super::{Points, B, SMALL_D};
@@ -397,26 +397,27 @@ pub(super) fn eval_block<T: Num>(
             Activation::AbRelu { a, b } => {
                 let (cc, f) = abrelu_consts(a, b);
                 let iys = &ctx.ys.inv_diag[l * m + j0..l * m + j0 + len];
-                // one copy of the loop per value of `depth1`, a constant in each (a test of it inside
-                // the loop kept the compiler from vectorising the loop)
+                // one copy of the loop per source of `s^2` (`S2`: the difference, with or without the
+                // depth-1 margin, or the value from the coordinates), a constant in each (a test of it
+                // inside the loop kept the compiler from vectorising the loop); `$s2` is `S2` of lane `$j`
                 macro_rules! lanes {
-                    ($depth1:literal) => {
-                        for j in 0..len {
+                    ($j:ident => $s2:expr) => {
+                        for $j in 0..len {
                             let (o, t, s2) = abrelu_pair(
                                 cc,
                                 f,
                                 a * b,
                                 sxl,
-                                ys[j],
-                                iys[j],
-                                sxy[j],
-                                th[j],
-                                $depth1,
+                                ys[$j],
+                                iys[$j],
+                                sxy[$j],
+                                th[$j],
+                                $s2,
                             );
-                            margins[j] = if s2 < margins[j] { s2 } else { margins[j] };
+                            margins[$j] = if s2 < margins[$j] { s2 } else { margins[$j] };
                             let (u, v) = dense_after(arch, l, o, t);
-                            sxy[j] = u;
-                            th[j] = v;
+                            sxy[$j] = u;
+                            th[$j] = v;
                         }
                     };
                 }
@@ -428,18 +429,11 @@ pub(super) fn eval_block<T: Num>(
                     } else {
                         first_s2_block::<false, false>(ctx, i, j0, len, &mut s2x, &mut []);
                     }
-                    for j in 0..len {
-                        let (o, t, s2) =
-                            abrelu_pair_s2(cc, f, a * b, sxl, ys[j], iys[j], sxy[j], th[j], s2x[j]);
-                        margins[j] = if s2 < margins[j] { s2 } else { margins[j] };
-                        let (u, v) = dense_after(arch, l, o, t);
-                        sxy[j] = u;
-                        th[j] = v;
-                    }
+                    lanes!(j => S2::Given(s2x[j]))
                 } else if arch.depth == 1 {
-                    lanes!(true)
+                    lanes!(j => S2::Difference { depth1: true })
                 } else {
-                    lanes!(false)
+                    lanes!(j => S2::Difference { depth1: false })
                 }
             }
             Activation::Erf { a, b, c } => {

@@ -91,17 +91,19 @@ unsafe impl Sync for SyncPtr {}
 // ---------------------------------------------------------------------------------------------------
 // Gram matrix
 
+/// Walks the pairs `(i, j)`, `i0 <= i < i1`, `j0 <= j < j1`, row by row in blocks of at most [`B`]
+/// columns (inside column tiles of [`TJ`], whose inner products come from a GEMM for large `d`), and
+/// hands each block to `emit(i, b0, vals)` with `vals[k] = k(x_i, y_{b0 + k})`: the blocked recursion,
+/// and the stable path for the pairs it flags (negative margin).
 #[inline(always)]
-fn gram_tile_impl(
+fn for_each_value_block(
     ctx: &Ctx,
     i0: usize,
     i1: usize,
     j0: usize,
     j1: usize,
-    out: SyncPtr,
-    mirror: bool,
+    mut emit: impl FnMut(usize, usize, &[f64]),
 ) {
-    let m = ctx.ys.pts.n;
     let depth = ctx.arch.depth;
     let large = ctx.d > SMALL_D;
     let mut rbuf = if large {
@@ -145,20 +147,36 @@ fn gram_tile_impl(
                         );
                     }
                 }
-                // SAFETY: tiles write disjoint entries (see `gram`).
-                unsafe {
-                    for j in 0..len {
-                        *out.0.add(i * m + b0 + j) = vals[j];
-                        if mirror {
-                            *out.0.add((b0 + j) * m + i) = vals[j];
-                        }
-                    }
-                }
+                emit(i, b0, &vals[..len]);
                 b0 += len;
             }
         }
         c0 += cl;
     }
+}
+
+#[inline(always)]
+fn gram_tile_impl(
+    ctx: &Ctx,
+    i0: usize,
+    i1: usize,
+    j0: usize,
+    j1: usize,
+    out: SyncPtr,
+    mirror: bool,
+) {
+    let m = ctx.ys.pts.n;
+    for_each_value_block(ctx, i0, i1, j0, j1, |i, b0, vals| {
+        // SAFETY: tiles write disjoint entries (see `gram`).
+        unsafe {
+            for j in 0..vals.len() {
+                *out.0.add(i * m + b0 + j) = vals[j];
+                if mirror {
+                    *out.0.add((b0 + j) * m + i) = vals[j];
+                }
+            }
+        }
+    });
 }
 
 simd_dispatch!(gram_tile, gram_tile_impl, (ctx: &Ctx, i0: usize, i1: usize, j0: usize, j1: usize, out: SyncPtr, mirror: bool));
@@ -223,6 +241,17 @@ fn row_scales(x: &[f64], dd: f64) -> (f64, f64) {
         big * x.iter().map(|v| (v / big) * (v / big)).sum::<f64>().sqrt()
     };
     (2.0 * nx / dd, if nx > 0.0 { nx } else { 1.0 })
+}
+
+/// The coefficient `(2/d) sum_j w_j dk/dp` of `x_i` in its gradient, from the sum `s` of `w_j dk/dp`
+/// carried times the seed `sig_p` of [`row_scales`] (divided out here; 0 where `x_i = 0`).
+#[inline(always)]
+fn x_coef(s: f64, sig_p: f64, dd: f64) -> f64 {
+    if sig_p > 0.0 {
+        s * 2.0 / (dd * sig_p)
+    } else {
+        0.0
+    }
 }
 
 #[inline(always)]
@@ -382,11 +411,7 @@ fn grad_rows_impl(
         let xi = ctx.xs.pts.row(i0 + a);
         let (sig_p, sig_r) = scales[a];
         // sum_j w_j dk/dp (2 x_i / d) with dk/dp carried as dk/dp * sig_p, sig_p = 2|x_i|/d
-        let coef = if sig_p > 0.0 {
-            s * 2.0 / (dd * sig_p)
-        } else {
-            0.0
-        };
+        let coef = x_coef(s, sig_p, dd);
         let cy = 1.0 / (dd * sig_r);
         for c in 0..d {
             g[a * d + c] = coef * xi[c] + gy[a * d + c] * cy;
@@ -511,62 +536,16 @@ fn grad_driver(
 
 #[inline(always)]
 fn matvec_rows_impl(ctx: &Ctx, i0: usize, i1: usize, v: &[f64], out: &mut [f64]) {
-    let (m, depth) = (ctx.ys.pts.n, ctx.arch.depth);
     let ni = i1 - i0;
-    let large = ctx.d > SMALL_D;
-    let mut rbuf = if large {
-        vec![0.0; ni * TJ]
-    } else {
-        Vec::new()
-    };
     let mut acc = vec![0.0; ni * B];
-    let mut scratch = vec![0.0; scratch_len(ctx.d)];
-    let mut sx = vec![0.0; depth];
-    let mut r = [0.0; B];
-    let mut vals = [0.0; B];
-    let mut margins = [0.0; B];
-    let mut c0 = 0;
-    while c0 < m {
-        let cl = TJ.min(m - c0);
-        if large {
-            gemm_inner(ctx, i0, ni, c0, cl, &mut rbuf);
+    for_each_value_block(ctx, i0, i1, 0, ctx.ys.pts.n, |i, b0, vals| {
+        let a = i - i0;
+        let lanes = &mut acc[a * B..(a + 1) * B];
+        let vb = &v[b0..b0 + vals.len()];
+        for j in 0..vals.len() {
+            lanes[j] += vals[j] * vb[j];
         }
-        for i in i0..i1 {
-            let a = i - i0;
-            for (l, s) in sx.iter_mut().enumerate() {
-                *s = ctx.xs.diag[l * ctx.xs.pts.n + i];
-            }
-            let lanes = &mut acc[a * B..(a + 1) * B];
-            let mut b0 = c0;
-            while b0 < c0 + cl {
-                let len = B.min(c0 + cl - b0);
-                let grow = if large {
-                    Some(&rbuf[a * cl + (b0 - c0)..])
-                } else {
-                    None
-                };
-                inner_block(ctx, i, b0, len, grow, &mut r);
-                eval_block::<f64>(ctx, i, &sx, b0, &r[..len], &mut vals, &mut margins);
-                for j in 0..len {
-                    if margins[j] < 0.0 {
-                        vals[j] = stable_value(
-                            &ctx.arch,
-                            ctx.kind,
-                            ctx.xs.pts.row(i),
-                            ctx.ys.pts.row(b0 + j),
-                            &mut scratch,
-                        );
-                    }
-                }
-                let vb = &v[b0..b0 + len];
-                for j in 0..len {
-                    lanes[j] += vals[j] * vb[j];
-                }
-                b0 += len;
-            }
-        }
-        c0 += cl;
-    }
+    });
     for a in 0..ni {
         let mut s = 0.0;
         for &t in &acc[a * B..(a + 1) * B] {

@@ -25,8 +25,8 @@
 use rayon::prelude::*;
 
 use super::{
-    grad_driver, inner_block, row_scales, scratch_len, sq_norm, stable_grad_add, stable_value, Ctx,
-    Lanes, Points, B, SMALL_D, TS,
+    grad_driver, inner_block, row_scales, scratch_len, sq_norm, stable_grad_add, stable_value,
+    x_coef, Ctx, Lanes, Points, B, SMALL_D, TS,
 };
 use crate::arch::{Activation, Arch, Kind};
 use crate::error::NtkError;
@@ -160,11 +160,7 @@ fn self_tile_impl(
         let ai = i - i0;
         let sp = sum4(&tp[..len]);
         out.rows_v[ai] = sum4(&tv[..len]);
-        let coef = if sig_p > 0.0 {
-            sp * 2.0 / (dd * sig_p)
-        } else {
-            0.0
-        };
+        let coef = x_coef(sp, sig_p, dd);
         let cy = 1.0 / (dd * sig_r);
         for c in 0..d {
             let xt = &ctx.ys.transposed[c * n + j0 + off..c * n + j1];
@@ -175,12 +171,7 @@ fn self_tile_impl(
         }
     }
     for j in 0..nj {
-        let sq = scales[j0 + j].0;
-        let coef = if sq > 0.0 {
-            cs[j] * 2.0 / (dd * sq)
-        } else {
-            0.0
-        };
+        let coef = x_coef(cs[j], scales[j0 + j].0, dd);
         let xj = ctx.xs.pts.row(j0 + j);
         for c in 0..d {
             out.cols[j * d + c] = coef * xj[c] + cg[c * nj + j] / dd;
@@ -189,30 +180,19 @@ fn self_tile_impl(
     }
     let mut scratch = vec![0.0; scratch_len(d)];
     let (arch, kind) = (&ctx.arch, ctx.kind);
-    // value and gradient of w k(a, b) at a, by the stable recursion
-    let mut stable_add = |a: &[f64], b: &[f64], w: f64, value: &mut f64, grad: &mut [f64]| {
-        *value += w * stable_value(arch, kind, a, b, &mut scratch);
-        stable_grad_add(arch, kind, a, b, w, grad, &mut scratch);
-    };
+    // value and gradient of w k(a, b) at a, by the stable recursion, added to entry `at` of `values` and
+    // row `at` of `grads`
+    let mut stable_add =
+        |a: &[f64], b: &[f64], w: f64, values: &mut [f64], grads: &mut [f64], at: usize| {
+            values[at] += w * stable_value(arch, kind, a, b, &mut scratch);
+            let row = &mut grads[at * d..(at + 1) * d];
+            stable_grad_add(arch, kind, a, b, w, row, &mut scratch);
+        };
     for &(i, j) in &flagged {
         let (xi, xj) = (ctx.xs.pts.row(i), ctx.xs.pts.row(j));
-        let ai = i - i0;
-        stable_add(
-            xi,
-            xj,
-            w[j],
-            &mut out.rows_v[ai],
-            &mut out.rows[ai * d..(ai + 1) * d],
-        );
+        stable_add(xi, xj, w[j], &mut out.rows_v, &mut out.rows, i - i0);
         if i != j {
-            let bj = j - j0;
-            stable_add(
-                xj,
-                xi,
-                w[i],
-                &mut out.cols_v[bj],
-                &mut out.cols[bj * d..(bj + 1) * d],
-            );
+            stable_add(xj, xi, w[i], &mut out.cols_v, &mut out.cols, j - j0);
         }
     }
 }

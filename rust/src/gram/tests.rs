@@ -2,6 +2,7 @@
 
 use super::blocks::dot;
 use super::*;
+use crate::num::assert_central_differences;
 use crate::recursion::{diag_chain, pair_fast};
 
 pub(super) fn lcg(seed: &mut u64) -> f64 {
@@ -60,91 +61,79 @@ pub(super) fn archs() -> Vec<Arch> {
     ]
 }
 
-#[test]
-fn gram_matches_pairwise_reference() {
-    for d in [2usize, 40] {
-        let (n, m) = (70, 300);
-        let xs = points(n, d, 1);
-        let ys = points(m, d, 2);
+/// Runs `check(arch, x, y)` for each architecture of [`archs`] and each `d` in `ds`, on `n` and `m`
+/// points drawn from the seeds `seed` and `seed + 1`.
+fn for_each_case(
+    ds: &[usize],
+    (n, m): (usize, usize),
+    seed: u64,
+    mut check: impl FnMut(&Arch, Points, Points),
+) {
+    for &d in ds {
+        let (xs, ys) = (points(n, d, seed), points(m, d, seed + 1));
         for arch in archs() {
-            let x = Points::new(&xs, n, d).unwrap();
-            let y = Points::new(&ys, m, d).unwrap();
-            let k = gram(&arch, Kind::Ntk, x, Some(y)).unwrap();
-            let ks = gram(&arch, Kind::Ntk, x, None).unwrap();
-            for i in 0..n {
-                for j in 0..m {
-                    let e = reference(
-                        &arch,
-                        Kind::Ntk,
-                        &xs[i * d..(i + 1) * d],
-                        &ys[j * d..(j + 1) * d],
-                    );
-                    assert!(
-                        (k[i * m + j] - e).abs() <= 1e-12 * e.abs().max(1e-300),
-                        "{arch:?} {i} {j}"
-                    );
-                }
-                for j in 0..n {
-                    assert_eq!(ks[i * n + j], ks[j * n + i]);
-                    let e = reference(
-                        &arch,
-                        Kind::Ntk,
-                        &xs[i * d..(i + 1) * d],
-                        &xs[j * d..(j + 1) * d],
-                    );
-                    assert!(
-                        (ks[i * n + j] - e).abs() <= 1e-12 * e.abs(),
-                        "sym {arch:?} {i} {j} d={d} got {} want {e}",
-                        ks[i * n + j]
-                    );
-                }
-            }
+            check(
+                &arch,
+                Points::new(&xs, n, d).unwrap(),
+                Points::new(&ys, m, d).unwrap(),
+            );
         }
     }
 }
 
 #[test]
-fn grad_and_matvec_match_finite_differences_of_gram() {
-    for d in [3usize, 20] {
-        let (n, m) = (40, 290);
-        let xs = points(n, d, 3);
-        let ys = points(m, d, 4);
-        let w: Vec<f64> = points(m, 1, 5);
-        for arch in archs() {
-            let x = Points::new(&xs, n, d).unwrap();
-            let y = Points::new(&ys, m, d).unwrap();
-            let g = kernel_grad(&arch, Kind::Ntk, x, y, &w).unwrap();
-            let kv = kernel_matvec(&arch, Kind::Ntk, x, y, &w).unwrap();
-            let k = gram(&arch, Kind::Ntk, x, Some(y)).unwrap();
-            for i in 0..n {
-                let e: f64 = (0..m).map(|j| k[i * m + j] * w[j]).sum();
-                assert!(
-                    (kv[i] - e).abs()
-                        <= 1e-11 * (0..m).map(|j| (k[i * m + j] * w[j]).abs()).sum::<f64>()
-                );
-            }
-            let h = 1e-6;
-            for i in [0usize, 17, 39] {
-                for c in 0..d {
-                    let f = |delta: f64| {
-                        let mut xi = xs[i * d..(i + 1) * d].to_vec();
-                        xi[c] += delta;
-                        (0..m)
-                            .map(|j| {
-                                w[j] * reference(&arch, Kind::Ntk, &xi, &ys[j * d..(j + 1) * d])
-                            })
-                            .sum::<f64>()
-                    };
-                    let fd = (f(h) - f(-h)) / (2.0 * h);
-                    let got = g[i * d + c];
+fn gram_matches_pairwise_reference() {
+    for_each_case(&[2, 40], (70, 300), 1, |arch, x, y| {
+        let k = gram(arch, Kind::Ntk, x, Some(y)).unwrap();
+        let ks = gram(arch, Kind::Ntk, x, None).unwrap();
+        // K(x, y), then the symmetric K(x, x)
+        for (other, kk, sym) in [(y, &k, false), (x, &ks, true)] {
+            let cols = other.n;
+            for i in 0..x.n {
+                for j in 0..cols {
+                    if sym {
+                        assert_eq!(kk[i * cols + j], kk[j * cols + i]);
+                    }
+                    let e = reference(arch, Kind::Ntk, x.row(i), other.row(j));
                     assert!(
-                        (got - fd).abs() <= 1e-5 * fd.abs().max(1.0),
-                        "{arch:?} d={d} i={i} c={c}: {got} vs {fd}"
+                        (kk[i * cols + j] - e).abs() <= 1e-12 * e.abs().max(1e-300),
+                        "sym {sym} {arch:?} {i} {j} d={} got {} want {e}",
+                        x.d,
+                        kk[i * cols + j]
                     );
                 }
             }
         }
-    }
+    });
+}
+
+#[test]
+fn grad_and_matvec_match_finite_differences_of_gram() {
+    let m = 290;
+    let w: Vec<f64> = points(m, 1, 5);
+    for_each_case(&[3, 20], (40, m), 3, |arch, x, y| {
+        let d = x.d;
+        let g = kernel_grad(arch, Kind::Ntk, x, y, &w).unwrap();
+        let kv = kernel_matvec(arch, Kind::Ntk, x, y, &w).unwrap();
+        let k = gram(arch, Kind::Ntk, x, Some(y)).unwrap();
+        for i in 0..x.n {
+            let e: f64 = (0..m).map(|j| k[i * m + j] * w[j]).sum();
+            assert!(
+                (kv[i] - e).abs()
+                    <= 1e-11 * (0..m).map(|j| (k[i * m + j] * w[j]).abs()).sum::<f64>()
+            );
+        }
+        for i in [0usize, 17, 39] {
+            let what = format!("{arch:?} d={d} i={i}");
+            assert_central_differences(&g[i * d..(i + 1) * d], 1e-5, &what, |c, delta| {
+                let mut xi = x.row(i).to_vec();
+                xi[c] += delta;
+                (0..m)
+                    .map(|j| w[j] * reference(arch, Kind::Ntk, &xi, y.row(j)))
+                    .sum::<f64>()
+            });
+        }
+    });
 }
 
 #[test]
@@ -178,20 +167,11 @@ fn duplicates_follow_the_cusp_convention() {
     let arch = Arch::relu(3, 1.0, 1.0);
     let x = Points::new(&xs, 1, d).unwrap();
     let g = kernel_grad(&arch, Kind::Ntk, x, x, &[1.0]).unwrap();
-    let h = 1e-6;
-    for c in 0..d {
-        let f = |delta: f64| {
-            let mut xi = xs.clone();
-            xi[c] += delta;
-            reference(&arch, Kind::Ntk, &xi, &xi)
-        };
-        let fd = 0.5 * (f(h) - f(-h)) / (2.0 * h);
-        assert!(
-            (g[c] - fd).abs() < 1e-7 * fd.abs().max(1.0),
-            "{c}: {} vs {fd}",
-            g[c]
-        );
-    }
+    assert_central_differences(&g, 1e-7, "y = x", |c, delta| {
+        let mut xi = xs.clone();
+        xi[c] += delta;
+        0.5 * reference(&arch, Kind::Ntk, &xi, &xi)
+    });
 }
 
 /// Depth-1 ReLU-like networks at `d <= EXACT_S2_MAX_D` take `s^2` from the coordinates in the blocks

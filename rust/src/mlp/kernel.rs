@@ -87,48 +87,35 @@ macro_rules! scalar_fallback {
 scalar_fallback!(scalar_f64, f64);
 scalar_fallback!(scalar_f32, f32);
 
-// -- AVX-512 -------------------------------------------------------------------------------------------
+// -- vector kernels ------------------------------------------------------------------------------------
 
-/// The sweep both vector clones share for one panel of columns `j0..j0 + w`: the inner dimension in blocks
-/// of `KC` (each block's rows of `B` stay in L1 across the row tiles; the partial sums wait in `scratch`,
-/// exact: the same FMA chain resumes from them), and in each block the row tiles of at most `$mr` rows,
-/// `$tile::<R>` for the `R` rows left (`$rows` lists `R > 1`).
-macro_rules! row_tiles {
-    ($tile:ident, $mr:expr, [$($rows:literal),*],
-     ($m:ident, $k:ident, $nr:ident, $j0:ident, $alpha:ident, $acc_c:ident, $o:ident, $m0:ident, $m1:ident,
-      $scratch:ident)) => {
-        let mut q0 = 0;
-        while q0 < $k {
-            let kb = ($k - q0).min(KC);
-            let mut i0 = 0;
-            while i0 < $m {
-                let rows = ($m - i0).min($mr);
-                let t = Operands {
-                    a: $o.a.add(i0 * $o.rsa + q0 * $o.csa),
-                    b: $o.b.add(q0 * $o.ldb + $j0),
-                    c: $o.c.add(i0 * $o.ldc + $j0),
-                    ..$o
-                };
-                let part = Partial {
-                    s: $scratch.as_mut_ptr().add(i0 * $nr),
-                    lds: $nr,
-                    resume: q0 > 0,
-                    keep: q0 + kb < $k,
-                };
-                match rows {
-                    $($rows => $tile::<$rows>(kb, $alpha, $acc_c, t, $m0, $m1, part),)*
-                    _ => $tile::<1>(kb, $alpha, $acc_c, t, $m0, $m1, part),
-                }
-                i0 += rows;
-            }
-            q0 += kb;
+/// Lane masks of the AVX2 kernels: the first `w` of `LANES` lanes (all when `w >= LANES`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn mask256<const LANES: usize>(w: usize) -> __m256i {
+    let mut m = [0i32; 8];
+    let per = 8 / LANES; // i32 words per lane
+    for lane in 0..LANES.min(w) {
+        for p in 0..per {
+            m[lane * per + p] = -1;
         }
-    };
+    }
+    _mm256_loadu_si256(m.as_ptr() as *const __m256i)
 }
 
-macro_rules! avx512_kernel {
-    ($tile:ident, $gemm:ident, $t:ty, $lanes:expr, $mask:ty, $set1:ident, $zero:ident, $fmadd:ident,
-     $mul:ident, $maskz_load:ident, $mask_store:ident) => {
+/// A vector kernel: `$tile::<R>` accumulates `R` rows by two vectors of `$lanes` columns (see
+/// [`Partial`]), and `$gemm`, compiled with `$features`, sweeps one panel of columns `j0..j0 + w` at a
+/// time: the inner dimension in blocks of `KC` (each block's rows of `B` stay in L1 across the row tiles;
+/// the partial sums wait in `scratch`, exact: the same FMA chain resumes from them), and in each block
+/// the row tiles of at most `$mr` rows, `$tile::<R>` for the `R` rows left (`$rows` lists `R > 1`).
+/// The instruction sets differ in their masked loads and stores (`load: |p, m| ..`,
+/// `store: |p, m, v| ..`) and in the mask of the first `w` lanes of a vector (`lane_mask: |w| ..`).
+macro_rules! vector_kernel {
+    ($tile:ident, $gemm:ident, $features:literal, $mr:literal, [$($rows:literal),*], $t:ty, $lanes:literal,
+     $vec:ty, $mask:ty, $set1:ident, $zero:ident, $fmadd:ident, $mul:ident,
+     load: |$lp:ident, $lm:ident| $load:expr,
+     store: |$sp:ident, $sm:ident, $sv:ident| $store:expr,
+     lane_mask: |$w:ident| $lane_mask:expr $(,)?) => {
         #[cfg(target_arch = "x86_64")]
         #[inline(always)]
         unsafe fn $tile<const R: usize>(
@@ -140,18 +127,28 @@ macro_rules! avx512_kernel {
             m1: $mask,
             part: Partial<$t>,
         ) {
-            let mut lo = [$zero(); R];
-            let mut hi = [$zero(); R];
+            /// The lanes of `p` where `m` is set, zero elsewhere.
+            #[inline(always)]
+            unsafe fn load($lp: *const $t, $lm: $mask) -> $vec {
+                $load
+            }
+            /// `v` into the lanes of `p` where `m` is set.
+            #[inline(always)]
+            unsafe fn store($sp: *mut $t, $sm: $mask, $sv: $vec) {
+                $store
+            }
+            let mut lo: [$vec; R] = [$zero(); R];
+            let mut hi: [$vec; R] = [$zero(); R];
             if part.resume {
                 for i in 0..R {
-                    lo[i] = $maskz_load(m0, part.s.add(i * part.lds));
-                    hi[i] = $maskz_load(m1, part.s.add(i * part.lds + $lanes));
+                    lo[i] = load(part.s.add(i * part.lds), m0);
+                    hi[i] = load(part.s.add(i * part.lds + $lanes), m1);
                 }
             }
             for q in 0..k {
                 let brow = o.b.add(q * o.ldb);
-                let b0 = $maskz_load(m0, brow);
-                let b1 = $maskz_load(m1, brow.add($lanes));
+                let b0 = load(brow, m0);
+                let b1 = load(brow.add($lanes), m1);
                 let arow = o.a.add(q * o.csa);
                 for i in 0..R {
                     let ai = $set1(*arow.add(i * o.rsa));
@@ -161,8 +158,8 @@ macro_rules! avx512_kernel {
             }
             if part.keep {
                 for i in 0..R {
-                    $mask_store(part.s.add(i * part.lds), m0, lo[i]);
-                    $mask_store(part.s.add(i * part.lds + $lanes), m1, hi[i]);
+                    store(part.s.add(i * part.lds), m0, lo[i]);
+                    store(part.s.add(i * part.lds + $lanes), m1, hi[i]);
                 }
                 return;
             }
@@ -170,21 +167,25 @@ macro_rules! avx512_kernel {
             for i in 0..R {
                 let crow = o.c.add(i * o.ldc);
                 if acc_c {
-                    let c0 = $maskz_load(m0, crow);
-                    let c1 = $maskz_load(m1, crow.add($lanes));
-                    $mask_store(crow, m0, $fmadd(al, lo[i], c0));
-                    $mask_store(crow.add($lanes), m1, $fmadd(al, hi[i], c1));
+                    let c0 = load(crow, m0);
+                    let c1 = load(crow.add($lanes), m1);
+                    store(crow, m0, $fmadd(al, lo[i], c0));
+                    store(crow.add($lanes), m1, $fmadd(al, hi[i], c1));
                 } else {
-                    $mask_store(crow, m0, $mul(al, lo[i]));
-                    $mask_store(crow.add($lanes), m1, $mul(al, hi[i]));
+                    store(crow, m0, $mul(al, lo[i]));
+                    store(crow.add($lanes), m1, $mul(al, hi[i]));
                 }
             }
         }
 
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+        #[target_feature(enable = $features)]
         unsafe fn $gemm(m: usize, k: usize, n: usize, alpha: $t, acc_c: bool, o: Operands<$t>) {
-            const MR: usize = 8;
+            /// The mask of the first `w` lanes of a vector (all when `w >= $lanes`).
+            #[inline(always)]
+            unsafe fn lane_mask($w: usize) -> $mask {
+                $lane_mask
+            }
             let nr = 2 * $lanes;
             let mut scratch: Vec<$t> = if k > KC {
                 vec![0.0; m * nr]
@@ -194,183 +195,114 @@ macro_rules! avx512_kernel {
             let mut j0 = 0;
             while j0 < n {
                 let w = (n - j0).min(nr);
-                let full: $mask = !0;
-                let m0: $mask = if w >= $lanes {
-                    full
-                } else {
-                    full >> ($lanes - w)
-                };
-                let m1: $mask = if w <= $lanes {
-                    0
-                } else if w == nr {
-                    full
-                } else {
-                    full >> (nr - w)
-                };
-                row_tiles!(
-                    $tile,
-                    MR,
-                    [8, 7, 6, 5, 4, 3, 2],
-                    (m, k, nr, j0, alpha, acc_c, o, m0, m1, scratch)
-                );
+                let m0 = lane_mask(w);
+                let m1 = lane_mask(w.saturating_sub($lanes));
+                let mut q0 = 0;
+                while q0 < k {
+                    let kb = (k - q0).min(KC);
+                    let mut i0 = 0;
+                    while i0 < m {
+                        let rows = (m - i0).min($mr);
+                        let t = Operands {
+                            a: o.a.add(i0 * o.rsa + q0 * o.csa),
+                            b: o.b.add(q0 * o.ldb + j0),
+                            c: o.c.add(i0 * o.ldc + j0),
+                            ..o
+                        };
+                        let part = Partial {
+                            s: scratch.as_mut_ptr().add(i0 * nr),
+                            lds: nr,
+                            resume: q0 > 0,
+                            keep: q0 + kb < k,
+                        };
+                        match rows {
+                            $($rows => $tile::<$rows>(kb, alpha, acc_c, t, m0, m1, part),)*
+                            _ => $tile::<1>(kb, alpha, acc_c, t, m0, m1, part),
+                        }
+                        i0 += rows;
+                    }
+                    q0 += kb;
+                }
                 j0 += w;
             }
         }
     };
 }
 
-avx512_kernel!(
+// AVX-512: tiles of 8 rows, the lanes by bit masks.
+vector_kernel!(
     tile512_f64,
     gemm512_f64,
+    "avx512f,avx512dq,avx512vl,avx2,fma",
+    8,
+    [8, 7, 6, 5, 4, 3, 2],
     f64,
     8,
+    __m512d,
     u8,
     _mm512_set1_pd,
     _mm512_setzero_pd,
     _mm512_fmadd_pd,
     _mm512_mul_pd,
-    _mm512_maskz_loadu_pd,
-    _mm512_mask_storeu_pd
+    load: |p, m| _mm512_maskz_loadu_pd(m, p),
+    store: |p, m, v| _mm512_mask_storeu_pd(p, m, v),
+    lane_mask: |w| ((1u32 << w.min(8)) - 1) as u8,
 );
-avx512_kernel!(
+vector_kernel!(
     tile512_f32,
     gemm512_f32,
+    "avx512f,avx512dq,avx512vl,avx2,fma",
+    8,
+    [8, 7, 6, 5, 4, 3, 2],
     f32,
     16,
+    __m512,
     u16,
     _mm512_set1_ps,
     _mm512_setzero_ps,
     _mm512_fmadd_ps,
     _mm512_mul_ps,
-    _mm512_maskz_loadu_ps,
-    _mm512_mask_storeu_ps
+    load: |p, m| _mm512_maskz_loadu_ps(m, p),
+    store: |p, m, v| _mm512_mask_storeu_ps(p, m, v),
+    lane_mask: |w| ((1u32 << w.min(16)) - 1) as u16,
 );
 
-// -- AVX2 + FMA ----------------------------------------------------------------------------------------
-
-macro_rules! avx2_kernel {
-    ($tile:ident, $gemm:ident, $t:ty, $lanes:expr, $vec:ty, $ivec:ident, $set1:ident, $zero:ident,
-     $fmadd:ident, $mul:ident, $maskload:ident, $maskstore:ident) => {
-        /// Lane masks for the first `w` of `$lanes` lanes (all when `w >= $lanes`).
-        #[cfg(target_arch = "x86_64")]
-        #[inline(always)]
-        unsafe fn $ivec(w: usize) -> __m256i {
-            let mut m = [0i32; 8];
-            let per = 8 / $lanes; // i32 words per lane
-            for lane in 0..$lanes.min(w) {
-                for p in 0..per {
-                    m[lane * per + p] = -1;
-                }
-            }
-            _mm256_loadu_si256(m.as_ptr() as *const __m256i)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[inline(always)]
-        unsafe fn $tile<const R: usize>(
-            k: usize,
-            alpha: $t,
-            acc_c: bool,
-            o: Operands<$t>,
-            m0: __m256i,
-            m1: __m256i,
-            part: Partial<$t>,
-        ) {
-            let mut lo: [$vec; R] = [$zero(); R];
-            let mut hi: [$vec; R] = [$zero(); R];
-            if part.resume {
-                for i in 0..R {
-                    lo[i] = $maskload(part.s.add(i * part.lds), m0);
-                    hi[i] = $maskload(part.s.add(i * part.lds + $lanes), m1);
-                }
-            }
-            for q in 0..k {
-                let brow = o.b.add(q * o.ldb);
-                let b0 = $maskload(brow, m0);
-                let b1 = $maskload(brow.add($lanes), m1);
-                let arow = o.a.add(q * o.csa);
-                for i in 0..R {
-                    let ai = $set1(*arow.add(i * o.rsa));
-                    lo[i] = $fmadd(ai, b0, lo[i]);
-                    hi[i] = $fmadd(ai, b1, hi[i]);
-                }
-            }
-            if part.keep {
-                for i in 0..R {
-                    $maskstore(part.s.add(i * part.lds), m0, lo[i]);
-                    $maskstore(part.s.add(i * part.lds + $lanes), m1, hi[i]);
-                }
-                return;
-            }
-            let al = $set1(alpha);
-            for i in 0..R {
-                let crow = o.c.add(i * o.ldc);
-                if acc_c {
-                    let c0 = $maskload(crow, m0);
-                    let c1 = $maskload(crow.add($lanes), m1);
-                    $maskstore(crow, m0, $fmadd(al, lo[i], c0));
-                    $maskstore(crow.add($lanes), m1, $fmadd(al, hi[i], c1));
-                } else {
-                    $maskstore(crow, m0, $mul(al, lo[i]));
-                    $maskstore(crow.add($lanes), m1, $mul(al, hi[i]));
-                }
-            }
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $gemm(m: usize, k: usize, n: usize, alpha: $t, acc_c: bool, o: Operands<$t>) {
-            const MR: usize = 6;
-            let nr = 2 * $lanes;
-            let mut scratch: Vec<$t> = if k > KC {
-                vec![0.0; m * nr]
-            } else {
-                Vec::new()
-            };
-            let mut j0 = 0;
-            while j0 < n {
-                let w = (n - j0).min(nr);
-                let m0 = $ivec(w);
-                let m1 = $ivec(w.saturating_sub($lanes));
-                row_tiles!(
-                    $tile,
-                    MR,
-                    [6, 5, 4, 3, 2],
-                    (m, k, nr, j0, alpha, acc_c, o, m0, m1, scratch)
-                );
-                j0 += w;
-            }
-        }
-    };
-}
-
-avx2_kernel!(
+// AVX2 + FMA: tiles of 6 rows, the lanes by vector masks.
+vector_kernel!(
     tile256_f64,
     gemm256_f64,
+    "avx2,fma",
+    6,
+    [6, 5, 4, 3, 2],
     f64,
     4,
     __m256d,
-    mask256_f64,
+    __m256i,
     _mm256_set1_pd,
     _mm256_setzero_pd,
     _mm256_fmadd_pd,
     _mm256_mul_pd,
-    _mm256_maskload_pd,
-    _mm256_maskstore_pd
+    load: |p, m| _mm256_maskload_pd(p, m),
+    store: |p, m, v| _mm256_maskstore_pd(p, m, v),
+    lane_mask: |w| mask256::<4>(w),
 );
-avx2_kernel!(
+vector_kernel!(
     tile256_f32,
     gemm256_f32,
+    "avx2,fma",
+    6,
+    [6, 5, 4, 3, 2],
     f32,
     8,
     __m256,
-    mask256_f32,
+    __m256i,
     _mm256_set1_ps,
     _mm256_setzero_ps,
     _mm256_fmadd_ps,
     _mm256_mul_ps,
-    _mm256_maskload_ps,
-    _mm256_maskstore_ps
+    load: |p, m| _mm256_maskload_ps(p, m),
+    store: |p, m, v| _mm256_maskstore_ps(p, m, v),
+    lane_mask: |w| mask256::<8>(w),
 );
 
 // -- dispatch ------------------------------------------------------------------------------------------

@@ -199,36 +199,52 @@ pub struct Net<T: Real> {
 #[derive(Default)]
 pub struct Workspace<T> {
     n: usize,
-    /// `z_l`, l < L (n x dims[l+1]), index `half * L + l`.
-    z: Vec<Aligned<T>>,
-    /// `h_{l+1}`, l < L (n x dims[l+1]), index `half * L + l`.
-    h: Vec<Aligned<T>>,
-    /// `f_h` (n), index `half`.
-    out: Vec<Aligned<T>>,
-    /// `f` (n), and the cotangent `dL/df` (n).
-    f: Aligned<T>,
-    ct: Aligned<T>,
-    /// `D_l`, l = 0..=L (n x dims[l+1]), index `half * (L + 1) + l`.
-    d: Vec<Aligned<T>>,
-    /// Penalty: input-backprop deltas `delta_l` (n x dims[l+1]), index `half * (L + 1) + l`.
-    de: Vec<Aligned<T>>,
-    /// Penalty: adjoints `u_l` (n x dims[l]), index `half * (L + 1) + l`.
-    u: Vec<Aligned<T>>,
-    /// Each half's `W_l^T` (l < L), the row-major right operands of backprop.
-    wt: Vec<Aligned<T>>,
+    bufs: PassBufs<Aligned<T>>,
 }
 
-/// Pointers into a [`Workspace`] for one pass (see its fields).
-struct Bufs<T> {
-    z: Vec<Ptr<T>>,
-    h: Vec<Ptr<T>>,
-    out: Vec<Ptr<T>>,
-    f: Ptr<T>,
-    ct: Ptr<T>,
-    d: Vec<Ptr<T>>,
-    de: Vec<Ptr<T>>,
-    u: Vec<Ptr<T>>,
-    wt: Vec<Ptr<T>>,
+/// The buffers of a pass, row-major: owned in a [`Workspace`], or pointers into it (`Bufs`).
+#[derive(Default)]
+struct PassBufs<B> {
+    /// `z_l`, l < L (n x dims[l+1]), index `half * L + l`.
+    z: Vec<B>,
+    /// `h_{l+1}`, l < L (n x dims[l+1]), index `half * L + l`.
+    h: Vec<B>,
+    /// `f_h` (n), index `half`.
+    out: Vec<B>,
+    /// `f` (n), and the cotangent `dL/df` (n).
+    f: B,
+    ct: B,
+    /// `D_l`, l = 0..=L (n x dims[l+1]), index `half * (L + 1) + l`.
+    d: Vec<B>,
+    /// Penalty: input-backprop deltas `delta_l` (n x dims[l+1]), index `half * (L + 1) + l`.
+    de: Vec<B>,
+    /// Penalty: adjoints `u_l` (n x dims[l]), index `half * (L + 1) + l`.
+    u: Vec<B>,
+    /// Each half's `W_l^T` (l < L), the row-major right operands of backprop.
+    wt: Vec<B>,
+}
+
+/// Pointers into a [`Workspace`] for one pass.
+type Bufs<T> = PassBufs<Ptr<T>>;
+
+impl<B> PassBufs<B> {
+    /// Every buffer through `f`, in the same places.
+    fn map<C>(&mut self, mut f: impl FnMut(&mut B) -> C) -> PassBufs<C> {
+        fn each<B, C>(v: &mut [B], f: &mut impl FnMut(&mut B) -> C) -> Vec<C> {
+            v.iter_mut().map(f).collect()
+        }
+        PassBufs {
+            z: each(&mut self.z, &mut f),
+            h: each(&mut self.h, &mut f),
+            out: each(&mut self.out, &mut f),
+            f: f(&mut self.f),
+            ct: f(&mut self.ct),
+            d: each(&mut self.d, &mut f),
+            de: each(&mut self.de, &mut f),
+            u: each(&mut self.u, &mut f),
+            wt: each(&mut self.wt, &mut f),
+        }
+    }
 }
 
 /// A buffer whose first value sits on a 64-byte (cache line) boundary: the kernels' row loads then never
@@ -285,10 +301,6 @@ fn resize<T: Real>(bufs: &mut Vec<Aligned<T>>, sizes: &[usize]) {
     for (b, &s) in bufs.iter_mut().zip(sizes) {
         b.resize(s);
     }
-}
-
-fn ptrs<T: Real>(bufs: &mut [Aligned<T>]) -> Vec<Ptr<T>> {
-    bufs.iter_mut().map(|b| Ptr(b.as_mut_ptr())).collect()
 }
 
 /// Per-chunk pointers into the row-major buffers of one pass: entry `i` points at row `r0` of buffer `i`.
@@ -560,36 +572,22 @@ impl<T: Real> Net<T> {
             let wtl = self.w_transposed(p, wt, l);
             let below = dl[l - 1];
             // c_l D_l W_l^T, then (optionally kept as dh_l) times phi'(z_{l-1})
-            match dh {
-                Some(dh) => {
-                    gemm(
-                        rows,
-                        cout,
-                        cin,
-                        self.c[l],
-                        rm(dl[l], cout),
-                        wtl,
-                        T::ZERO,
-                        dh[l],
-                        cin,
-                    );
-                    let dhs = std::slice::from_raw_parts(dh[l], rows * cin);
-                    let out = std::slice::from_raw_parts_mut(below, rows * cin);
-                    out.copy_from_slice(dhs);
-                }
-                None => {
-                    gemm(
-                        rows,
-                        cout,
-                        cin,
-                        self.c[l],
-                        rm(dl[l], cout),
-                        wtl,
-                        T::ZERO,
-                        below,
-                        cin,
-                    );
-                }
+            let dst = dh.map_or(below, |dh| dh[l]);
+            gemm(
+                rows,
+                cout,
+                cin,
+                self.c[l],
+                rm(dl[l], cout),
+                wtl,
+                T::ZERO,
+                dst,
+                cin,
+            );
+            if let Some(dh) = dh {
+                let dhs = std::slice::from_raw_parts(dh[l], rows * cin);
+                let out = std::slice::from_raw_parts_mut(below, rows * cin);
+                out.copy_from_slice(dhs);
             }
             let zs = std::slice::from_raw_parts(z[l - 1], rows * cin);
             let out = std::slice::from_raw_parts_mut(below, rows * cin);
@@ -677,38 +675,28 @@ impl<T: Real> Net<T> {
         let zsizes: Vec<usize> = (0..halves * hidden)
             .map(|i| n * self.dims[i % hidden + 1])
             .collect();
-        resize(&mut ws.z, if self.h_for_z { &[] } else { &zsizes });
-        resize(&mut ws.h, &zsizes);
-        resize(&mut ws.out, &vec![n; halves]);
-        resize1(&mut ws.f, n);
+        resize(&mut ws.bufs.z, if self.h_for_z { &[] } else { &zsizes });
+        resize(&mut ws.bufs.h, &zsizes);
+        resize(&mut ws.bufs.out, &vec![n; halves]);
+        resize1(&mut ws.bufs.f, n);
         if backward {
-            resize(&mut ws.wt, &vec![self.wt_len; halves]);
+            resize(&mut ws.bufs.wt, &vec![self.wt_len; halves]);
             let dsizes: Vec<usize> = (0..halves * nl)
                 .map(|i| n * self.dims[i % nl + 1])
                 .collect();
-            resize(&mut ws.d, &dsizes);
-            resize1(&mut ws.ct, n);
+            resize(&mut ws.bufs.d, &dsizes);
+            resize1(&mut ws.bufs.ct, n);
             if penalty {
-                resize(&mut ws.de, &dsizes);
+                resize(&mut ws.bufs.de, &dsizes);
                 let usizes: Vec<usize> = (0..halves * nl).map(|i| n * self.dims[i % nl]).collect();
-                resize(&mut ws.u, &usizes);
+                resize(&mut ws.bufs.u, &usizes);
             }
         }
-        Bufs {
-            z: if self.h_for_z {
-                ptrs(&mut ws.h)
-            } else {
-                ptrs(&mut ws.z)
-            },
-            h: ptrs(&mut ws.h),
-            out: ptrs(&mut ws.out),
-            f: Ptr(ws.f.as_mut_ptr()),
-            ct: Ptr(ws.ct.as_mut_ptr()),
-            d: ptrs(&mut ws.d),
-            de: ptrs(&mut ws.de),
-            u: ptrs(&mut ws.u),
-            wt: ptrs(&mut ws.wt),
+        let mut b = ws.bufs.map(|a| Ptr(a.as_mut_ptr()));
+        if self.h_for_z {
+            b.z = b.h.clone(); // `z` is read from `h` (see `Net::h_for_z`)
         }
+        b
     }
 
     /// Forward pass of chunk `k` of every half: `z_l`, `h_{l+1}`, `f_h` and `f = sum_h s_h f_h` into `b`.
@@ -765,24 +753,24 @@ impl<T: Real> Net<T> {
             .collect();
         let dl = rows_of(&b.d, dcols, r0);
         let ct = std::slice::from_raw_parts(b.ct.at(r0), rows);
+        // D_l of half `hf` from its cotangent `s_h ct`, with the penalty's second-order sources `src`
+        let backward_d = |hf: usize, src: Option<&[*const T]>| {
+            let s = self.signs[hf];
+            self.backward_rows(
+                params[hf],
+                b.wt[hf].get(),
+                |r| s * ct[r],
+                rows,
+                &z[hf * hidden..(hf + 1) * hidden],
+                &dl[hf * nl..(hf + 1) * nl],
+                None,
+                src,
+                None,
+            );
+        };
         let Some(two_w) = two_w else {
-            for (hf, p) in params.iter().enumerate() {
-                let s = self.signs[hf];
-                let (zh, dh) = (
-                    &z[hf * hidden..(hf + 1) * hidden],
-                    &dl[hf * nl..(hf + 1) * nl],
-                );
-                self.backward_rows(
-                    p,
-                    b.wt[hf].get(),
-                    |r| s * ct[r],
-                    rows,
-                    zh,
-                    dh,
-                    None,
-                    None,
-                    None,
-                );
+            for hf in 0..halves {
+                backward_d(hf, None);
             }
             return;
         };
@@ -834,7 +822,6 @@ impl<T: Real> Net<T> {
             Vec::new()
         };
         for (hf, p) in params.iter().enumerate() {
-            let s = self.signs[hf];
             let uh = &u[hf * nl..(hf + 1) * nl];
             std::slice::from_raw_parts_mut(uh[0], rows * d).copy_from_slice(&gbar);
             let dh: Vec<*mut T> = dh_buf[hf * nl..(hf + 1) * nl]
@@ -849,18 +836,7 @@ impl<T: Real> Net<T> {
             } else {
                 vec![std::ptr::null(); hidden]
             };
-            let dh_rows = &dl[hf * nl..(hf + 1) * nl];
-            self.backward_rows(
-                p,
-                b.wt[hf].get(),
-                |r| s * ct[r],
-                rows,
-                zh,
-                dh_rows,
-                None,
-                Some(&src_c),
-                None,
-            );
+            backward_d(hf, Some(&src_c));
         }
     }
 
@@ -969,7 +945,7 @@ impl<T: Real> Net<T> {
             });
         });
         ws.n = n;
-        Ok(ws.f.as_slice().to_vec())
+        Ok(ws.bufs.f.as_slice().to_vec())
     }
 
     /// One gradient-descent step on the loss whose cotangent `dL/df(x_i)` is `ct` (n values), plus
@@ -993,7 +969,7 @@ impl<T: Real> Net<T> {
             "backward_update needs a forward pass on the same {n} points first"
         );
         let b = self.buffers(ws, n, true, penalty > 0.0);
-        ws.ct.as_mut_slice().copy_from_slice(ct);
+        ws.bufs.ct.as_mut_slice().copy_from_slice(ct);
         let two_w = (penalty > 0.0).then(|| T::of(2.0 * (penalty / n as f64)));
         let pp: Vec<Ptr<T>> = params.iter_mut().map(|p| Ptr(p.as_mut_ptr())).collect();
         for (hf, p) in params.iter().enumerate() {

@@ -5,6 +5,24 @@ use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
 
 use super::kernel::{self, Operands};
 
+/// The signature of `matrixmultiply`'s GEMM (see [`Real::gemm`]).
+type MmGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
 /// `f32` or `f64`.
 pub trait Real:
     Copy
@@ -41,12 +59,16 @@ pub trait Real:
     fn min(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
 
+    /// `matrixmultiply`'s GEMM in this type (`dgemm`, `sgemm`), called by [`Real::gemm`].
+    const MM_GEMM: MmGemm<Self>;
+
     /// `C <- alpha * A B + beta * C` with `A` (m x k), `B` (k x n), `C` (m x n) given by pointers and
     /// (row, column) strides in elements; `beta = 0` ignores the old `C` (may be uninitialised).
     ///
     /// # Safety
     /// The pointers must address matrices of the given shapes and strides, `C` not aliasing `A`, `B`.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     unsafe fn gemm(
         m: usize,
         k: usize,
@@ -62,7 +84,12 @@ pub trait Real:
         c: *mut Self,
         rsc: isize,
         csc: isize,
-    );
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        (Self::MM_GEMM)(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+    }
 
     /// `C = alpha A B` (or `C += alpha A B` with `acc_c`) by the register-blocked kernel of
     /// [`super::kernel`] (`B` and `C` row-major, `A` by strides).
@@ -78,6 +105,7 @@ macro_rules! impl_real {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
+            const MM_GEMM: MmGemm<Self> = $gemm;
             #[inline(always)]
             fn of(x: f64) -> Self {
                 x as $t
@@ -125,28 +153,6 @@ macro_rules! impl_real {
             #[inline(always)]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
-            }
-            #[inline(always)]
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                if m == 0 || n == 0 {
-                    return;
-                }
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
             }
             #[inline(always)]
             unsafe fn gemm_nn(
